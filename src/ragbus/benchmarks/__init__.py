@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline through a bus, beside hand-written anchors."""

@@ -1,0 +1,276 @@
+"""The in-memory bus: stages as asyncio consumers in one process, no server.
+
+Each stage has a bounded queue; a publisher waits while a stage's queue is full
+(backpressure), so memory stays flat however much waits upstream. Dead letters go to a
+SQLite file so ``ragbus dlq ...`` works on the embedded default too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragbus.bus.base import (
+    Bus,
+    DeadLetter,
+    DeadLetterFilter,
+    DeadLetterReason,
+    InboundMessage,
+    MessageHandler,
+    Requeue,
+)
+from ragbus.bus.errors import UnroutableError
+from ragbus.bus.sqlite_dlq import SqliteDeadLetterStore
+from ragbus.events import Envelope
+
+logger = logging.getLogger(__name__)
+
+#: Deliveries after which a message whose handler keeps crashing is dead-lettered
+#: (the memory bus's counterpart of a quorum queue's delivery limit).
+DEFAULT_DELIVERY_LIMIT = 20
+
+
+@dataclass(eq=False)
+class _Stage:
+    name: str
+    event_types: tuple[str, ...]
+    handler: MessageHandler
+    concurrency: int
+    queue: asyncio.Queue[InboundMessage]
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    dispatcher: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.resumed.set()
+
+    @property
+    def idle(self) -> bool:
+        return self.queue.empty() and not self.in_flight
+
+
+class MemoryBus(Bus):
+    """A bus inside one asyncio event loop.
+
+    Parameters:
+        queue_size: bound of each stage's queue (default 1000).
+        dlq_path: SQLite file for dead letters (default ``.ragbus/dlq.sqlite3``).
+        delivery_limit: deliveries of a message whose handler raises before it is
+            dead-lettered with reason ``delivery_limit`` (default 20).
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_size: int = 1000,
+        dlq_path: Path = Path(".ragbus/dlq.sqlite3"),
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+    ) -> None:
+        self.queue_size = queue_size
+        self.delivery_limit = delivery_limit
+        self.dead_letters = SqliteDeadLetterStore(dlq_path)
+        self._stages: dict[str, _Stage] = {}
+        self._routes: dict[str, list[_Stage]] = {}
+        self._timers: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def connect(self) -> None:
+        """Nothing to connect to; present for the common lifecycle."""
+
+    async def close(self) -> None:
+        """Stop at once: cancel dispatchers, in-flight handlers and pending retries."""
+        await self.stop(grace=0)
+        for timer in list(self._timers):
+            timer.cancel()
+        await asyncio.gather(*self._timers, return_exceptions=True)
+
+    def subscribe(
+        self,
+        stage: str,
+        event_types: Sequence[str],
+        handler: MessageHandler,
+        *,
+        concurrency: int,
+        ephemeral: bool = False,
+    ) -> None:
+        """Serve ``stage`` with ``handler``; see :meth:`Bus.subscribe`. In one process
+        every stage is as ephemeral as the bus, so ``ephemeral`` changes nothing."""
+        if stage in self._stages:
+            raise ValueError(f"stage {stage!r} is already subscribed")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        entry = _Stage(
+            name=stage,
+            event_types=tuple(event_types),
+            handler=handler,
+            concurrency=concurrency,
+            queue=asyncio.Queue(maxsize=self.queue_size),
+        )
+        self._stages[stage] = entry
+        for event_type in entry.event_types:
+            self._routes.setdefault(event_type, []).append(entry)
+        if self._started:
+            entry.dispatcher = asyncio.create_task(self._dispatch(entry), name=f"ragbus:{stage}")
+
+    async def declare(self, stage: str, event_types: Sequence[str]) -> None:
+        """No-op: in one process, a stage exists once it is subscribed."""
+
+    async def start(self) -> None:
+        """Start a dispatcher for every subscribed stage."""
+        self._started = True
+        for entry in self._stages.values():
+            if entry.dispatcher is None:
+                entry.dispatcher = asyncio.create_task(
+                    self._dispatch(entry), name=f"ragbus:{entry.name}"
+                )
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every queue is empty and no handler or delayed retry is running.
+
+        Parameters:
+            timeout: give up after this many seconds (default: wait as long as it takes);
+                raises ``TimeoutError`` then.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                if not self._timers and all(stage.idle for stage in self._stages.values()):
+                    # Let handlers that just finished publish; then check once more.
+                    await asyncio.sleep(0)
+                    if not self._timers and all(s.idle for s in self._stages.values()):
+                        return
+                await asyncio.sleep(0.005)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop taking deliveries; let in-flight handlers finish within ``grace`` seconds."""
+        self._started = False
+        dispatchers = [s.dispatcher for s in self._stages.values() if s.dispatcher is not None]
+        for task in dispatchers:
+            task.cancel()
+        await asyncio.gather(*dispatchers, return_exceptions=True)
+        for stage in self._stages.values():
+            stage.dispatcher = None
+        in_flight = [task for s in self._stages.values() for task in s.in_flight]
+        if in_flight:
+            _, pending = (
+                await asyncio.wait(in_flight, timeout=grace) if grace > 0 else ((), in_flight)
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def publish(self, envelope: Envelope, *, stage: str | None = None) -> None:
+        """Put ``envelope`` on the queue of each stage that consumes it (or of ``stage``
+        only); waits while a queue is full."""
+        await self._enqueue(envelope.encode(), envelope.type, stage)
+
+    async def publish_raw(self, body: bytes, event_type: str) -> None:
+        """Put an unvalidated body on the queues of the stages consuming ``event_type``."""
+        await self._enqueue(body, event_type, None)
+
+    async def _enqueue(self, body: bytes, event_type: str, stage: str | None) -> None:
+        if stage is not None:
+            if stage not in self._stages:
+                raise UnroutableError(f"no stage {stage!r} on this bus")
+            targets = [self._stages[stage]]
+        else:
+            targets = self._routes.get(event_type, [])
+            if not targets:
+                raise UnroutableError(f"no stage consumes events of type {event_type!r}")
+        for target in targets:
+            await target.queue.put(InboundMessage(body=body, stage=target.name))
+
+    async def publish_later(self, envelope: Envelope, *, stage: str, delay: float) -> None:
+        """Deliver ``envelope`` to ``stage`` after ``delay`` seconds (a timer task)."""
+        if stage not in self._stages:
+            raise UnroutableError(f"no stage {stage!r} on this bus")
+
+        async def deliver() -> None:
+            await asyncio.sleep(delay)
+            await self.publish(envelope, stage=stage)
+
+        timer = asyncio.create_task(deliver(), name=f"ragbus:retry:{stage}")
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Write ``letter`` to the SQLite dead-letter file."""
+        await self.dead_letters.add(letter)
+
+    async def list_dead_letters(self, where: DeadLetterFilter) -> list[DeadLetter]:
+        """The dead letters matching ``where``, oldest first."""
+        return await self.dead_letters.select(where)
+
+    async def remove_dead_letters(self, ids: Sequence[uuid.UUID]) -> int:
+        """Delete the dead letters with ``ids``."""
+        return await self.dead_letters.remove(ids)
+
+    async def pause(self, stage: str) -> None:
+        """Stop handing ``stage`` new messages; its queue keeps them."""
+        self._stages[stage].resumed.clear()
+
+    async def resume(self, stage: str) -> None:
+        """Hand ``stage`` messages again."""
+        self._stages[stage].resumed.set()
+
+    def queue_depth(self, stage: str) -> int:
+        """Messages waiting for ``stage`` (for tests and metrics)."""
+        return self._stages[stage].queue.qsize()
+
+    async def _next_message(self, stage: _Stage) -> InboundMessage:
+        await stage.resumed.wait()
+        return await stage.queue.get()
+
+    def _put_back(self, message: InboundMessage) -> None:
+        """Return ``message`` to its stage's queue, in a task (the queue may be full)."""
+        task = asyncio.create_task(self._stages[message.stage].queue.put(message))
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _dispatch(self, stage: _Stage) -> None:
+        capacity = asyncio.Semaphore(stage.concurrency)
+        while True:
+            await capacity.acquire()
+            try:
+                message = await self._next_message(stage)
+            except BaseException:
+                capacity.release()
+                raise
+            task = asyncio.create_task(self._deliver(stage, message))
+            stage.in_flight.add(task)
+            task.add_done_callback(stage.in_flight.discard)
+            task.add_done_callback(lambda _: capacity.release())
+
+    async def _deliver(self, stage: _Stage, message: InboundMessage) -> None:
+        try:
+            await stage.handler(message)
+        except Requeue:
+            self._put_back(message)
+        except Exception as exc:
+            await self._redeliver(stage, message, exc)
+
+    async def _redeliver(self, stage: _Stage, message: InboundMessage, exc: Exception) -> None:
+        if message.delivery_count >= self.delivery_limit:
+            logger.error("stage %s: delivery limit reached, dead-lettering: %r", stage.name, exc)
+            await self.dead_letter(
+                DeadLetter.from_body(
+                    message.body,
+                    stage=stage.name,
+                    reason=DeadLetterReason.DELIVERY_LIMIT,
+                    error=exc,
+                    attempts=message.delivery_count,
+                )
+            )
+            return
+        logger.warning("stage %s: delivery failed, redelivering: %r", stage.name, exc)
+        self._put_back(
+            InboundMessage(
+                body=message.body,
+                stage=stage.name,
+                redelivered=True,
+                delivery_count=message.delivery_count + 1,
+            )
+        )

@@ -1,0 +1,104 @@
+"""The RabbitMQ topology of ragbus: names and arguments of its exchange and queues.
+
+Other services rely on it (see ``docs/rabbitmq.md``), so it lives in one place:
+
+- one durable topic exchange, ``<exchange>``; the routing key is the event type;
+- per stage, a durable quorum queue ``<prefix>.<stage>`` bound to the event types the
+  stage consumes, with ``x-delivery-limit`` and dead-lettering to the stage's DLQ;
+- per stage, a durable classic dead-letter queue ``<prefix>.<stage>.dlq``;
+- per stage and delay tier, a durable classic retry queue
+  ``<prefix>.<stage>.retry.<milliseconds>`` whose messages expire after the tier's
+  delay and are dead-lettered to ``<prefix>.<stage>`` only (default exchange).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+#: The delays of the per-stage retry queues, in seconds.
+DEFAULT_DELAY_TIERS: Final[tuple[float, ...]] = (1.0, 5.0, 30.0, 120.0)
+
+#: Deliveries a stage queue allows before the broker dead-letters a message whose
+#: handler keeps failing (the quorum queue's ``x-delivery-limit``).
+DEFAULT_DELIVERY_LIMIT: Final = 20
+
+
+def tier_for(delay: float, tiers: Sequence[float]) -> float:
+    """The smallest tier of ``tiers`` that is at least ``delay``, else the largest.
+
+    Parameters:
+        delay: the wanted delay in seconds.
+        tiers: the available delays in seconds (not empty).
+    """
+    if not tiers:
+        raise ValueError("there must be at least one delay tier")
+    fitting = [tier for tier in tiers if tier >= delay]
+    return min(fitting) if fitting else max(tiers)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Names and arguments of ragbus's exchange and queues.
+
+    Parameters:
+        exchange: the topic exchange every event is published to.
+        prefix: the prefix of every queue name.
+        delivery_limit: ``x-delivery-limit`` of each stage queue.
+        delay_tiers: the delays of the retry queues, in seconds.
+    """
+
+    exchange: str
+    prefix: str
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    delay_tiers: tuple[float, ...] = DEFAULT_DELAY_TIERS
+
+    def stage_queue(self, stage: str) -> str:
+        """``<prefix>.<stage>``: where the stage's events wait."""
+        return f"{self.prefix}.{stage}"
+
+    def dead_letter_queue(self, stage: str) -> str:
+        """``<prefix>.<stage>.dlq``: the stage's dead letters."""
+        return f"{self.prefix}.{stage}.dlq"
+
+    def retry_queue(self, stage: str, tier: float) -> str:
+        """``<prefix>.<stage>.retry.<ms>``: the stage's delayed retries of one tier."""
+        return f"{self.prefix}.{stage}.retry.{tier_milliseconds(tier)}"
+
+    def ephemeral_queue(self, stage: str, suffix: str) -> str:
+        """``<prefix>.<stage>.<suffix>``: an exclusive queue living with its connection."""
+        return f"{self.prefix}.{stage}.{suffix}"
+
+    def stage_arguments(self, stage: str) -> dict[str, Any]:
+        """Arguments of the stage queue: quorum, delivery limit, dead-lettering to the DLQ."""
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dead_letter_queue(stage),
+        }
+
+    def dead_letter_arguments(self) -> dict[str, Any]:
+        """Arguments of a DLQ: a classic queue, so listing it (``basic.get`` and return)
+        counts no delivery attempt and keeps the order."""
+        return {"x-queue-type": "classic"}
+
+    def retry_arguments(self, stage: str, tier: float) -> dict[str, Any]:
+        """Arguments of a retry queue: messages expire after ``tier`` seconds and go back
+        to ``<prefix>.<stage>`` only."""
+        return {
+            "x-queue-type": "classic",
+            "x-message-ttl": tier_milliseconds(tier),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.stage_queue(stage),
+        }
+
+    def retry_queue_for(self, stage: str, delay: float) -> str:
+        """The retry queue of ``stage`` whose tier suits ``delay`` (see :func:`tier_for`)."""
+        return self.retry_queue(stage, tier_for(delay, self.delay_tiers))
+
+
+def tier_milliseconds(tier: float) -> int:
+    """A delay tier in whole milliseconds (at least 1)."""
+    return max(1, round(tier * 1000))

@@ -1,0 +1,310 @@
+"""The ``ragbus`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from ragbus.config import BusKind, Settings, load_settings
+
+if TYPE_CHECKING:
+    from ragbus.client import Answer
+from ragbus.errors import RagbusError
+from ragbus.events import InvalidEvent, describe_validation_error, json_schemas
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="ragbus",
+    help="Run DSPy pipelines (retrieval-augmented QA first) as async stages on a message bus.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+BusOption = Annotated[
+    BusKind | None,
+    typer.Option("--bus", help="memory (in-process, default) or rabbitmq; env RAGBUS_BUS."),
+]
+CorpusOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--corpus",
+        help="Folder of .md/.txt/.jsonl documents or an index from `ragbus index`; "
+        "env RAGBUS_CORPUS; default: the bundled ragbus guide.",
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear error line to stderr and exit with ``code`` (default 1)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log warnings (or everything from ragbus with ``verbose``) to stderr."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if verbose:
+        logging.getLogger("ragbus").setLevel(logging.INFO)
+
+
+def settings_from(**overrides: object) -> Settings:
+    """Settings from the environment with command-line overrides; bad values exit clearly."""
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        fail(describe_validation_error(exc).replace("invalid event", "invalid setting"))
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine``, turning ragbus's expected errors into one line each."""
+    from ragbus.client import AnswerTimeout
+
+    try:
+        return asyncio.run(coroutine)
+    except ValidationError as exc:
+        fail(describe_validation_error(exc).replace("invalid event: ", ""))
+    except (RagbusError, InvalidEvent, AnswerTimeout) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the answer_generated event as JSON.")
+    ] = False,
+    bus: BusOption = None,
+    corpus: CorpusOption = None,
+    k: Annotated[
+        int | None, typer.Option("--k", "-k", min=1, max=50, help="Passages to retrieve.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait; also the deadline.")
+    ] = 60.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Ask a question and print the answer, its sources and each stage's time.
+
+    On the memory bus (the default) every stage runs in this process; on RabbitMQ the
+    question goes to the workers and this command waits for its answer only.
+    """
+    configure_logging(verbose)
+    if not question.strip():
+        fail("the question is empty")
+    if corpus is not None and not corpus.exists():
+        fail(f"corpus path does not exist: {corpus}")
+    settings = settings_from(bus=bus, corpus=corpus)
+    from ragbus.client import Client
+
+    async def go() -> Answer:
+        async with Client(settings) as client:
+            return await client.ask(question, k=k, timeout=timeout)
+
+    answer = run(go())
+    if as_json:
+        typer.echo(answer.answer.model_dump_json(indent=2, exclude_none=True))
+        return
+    typer.echo(render_answer(answer))
+
+
+def render_answer(answer: Answer) -> str:
+    """The answer, its sources and stage times, as text for a terminal."""
+    payload = answer.answer.payload
+    lines = [payload["answer"], ""]
+    if payload["sources"]:
+        lines.append("Sources:")
+        for number, source in enumerate(payload["sources"], start=1):
+            title = f" — {source['title']}" if source.get("title") else ""
+            lines.append(f"  [{number}] {source['doc_id']}{title} (score {source['score']:.2f})")
+    else:
+        lines.append("Sources: none found")
+    total_ms = (answer.answer.created_at - answer.query.created_at).total_seconds() * 1000
+    timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in payload["timings_ms"].items())
+    kind = " (extractive, offline LM)" if payload.get("extractive") else ""
+    lines += [
+        "",
+        f"Model: {payload['model']}{kind}",
+        f"Stages: {timings}; end to end {total_ms:.1f} ms",
+    ]
+    return "\n".join(lines)
+
+
+@app.command()
+def schema(
+    event_type: Annotated[
+        str | None, typer.Argument(help="One event type (default: all of them).")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the envelope and of each event payload."""
+    try:
+        schemas = json_schemas(event_type)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    typer.echo(json.dumps(schemas, indent=2))
+
+
+@app.command()
+def index(
+    path: Annotated[Path, typer.Argument(help="Folder of .md, .txt and .jsonl documents.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the index (default: PATH/.ragbus-index)."),
+    ] = None,
+) -> None:
+    """Build a BM25 index of a folder of documents; point RAGBUS_CORPUS at it."""
+    from ragbus.retrieval import SearchIndex, load_corpus
+
+    if not path.exists():
+        fail(f"path does not exist: {path}")
+    target = out or path / ".ragbus-index"
+    try:
+        passages = load_corpus(path)
+        built = SearchIndex.build(passages)
+        built.save(target)
+    except RagbusError as exc:
+        fail(str(exc))
+    typer.echo(f"indexed {len(built)} passages from {path} into {target}")
+    typer.echo(f'use it with: RAGBUS_CORPUS={target} ragbus ask "..."')
+
+
+@app.command()
+def bench(
+    bus: BusOption = None,
+    queries: Annotated[int, typer.Option("--queries", "-n", min=1, help="Queries to run.")] = 2000,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Queries in flight, and per-stage concurrency."
+        ),
+    ] = 100,
+    lm_latency_ms: Annotated[
+        float,
+        typer.Option("--lm-latency-ms", min=0, help="Simulated LM delay in the generate stage."),
+    ] = 0.0,
+    anchor: Annotated[
+        bool, typer.Option("--anchor/--no-anchor", help="Also run the hand-written anchor chain.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Measure queries/s and p50/p99 latency through all stages, beside an anchor."""
+    from ragbus.benchmarks.run import BenchConfig, render_results, run_benchmarks
+
+    configure_logging(False)
+    settings = settings_from(bus=bus, lm_latency_ms=lm_latency_ms, concurrency=concurrency)
+    config = BenchConfig(queries=queries, concurrency=concurrency, lm_latency_ms=lm_latency_ms)
+    results = run(run_benchmarks(settings, config, anchor=anchor))
+    if as_json:
+        typer.echo(json.dumps([result.as_dict() for result in results], indent=2))
+    else:
+        typer.echo(render_results(results, config))
+
+
+@app.command()
+def worker(
+    stages: Annotated[
+        str,
+        typer.Option("--stages", "-s", help="Comma-separated stages (retrieve,generate) or all."),
+    ] = "all",
+    bus: BusOption = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", min=1, help="In-flight events per stage.")
+    ] = None,
+    corpus: CorpusOption = None,
+    host: Annotated[str, typer.Option(help="Interface of /healthz and /metrics.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port of /healthz and /metrics; 0 picks a free one, -1 none.")
+    ] = 9100,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Serve pipeline stages from the bus until SIGTERM or Ctrl-C, then drain and exit 0.
+
+    Run one worker per stage, or several per stage on many machines: each event is
+    handled by one worker of its stage. Needs a shared bus (--bus rabbitmq).
+    """
+    from ragbus.worker import parse_stages, run_worker
+
+    configure_logging(verbose)
+    settings = settings_from(bus=bus, concurrency=concurrency, corpus=corpus)
+    if settings.bus is BusKind.MEMORY:
+        fail(
+            "a worker needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq); "
+            "the memory bus lives inside one process (see `ragbus ask`)"
+        )
+    try:
+        names = parse_stages(stages)
+    except RagbusError as exc:
+        fail(str(exc))
+    run(run_worker(settings, names, host=host, port=None if port < 0 else port))
+
+
+@app.command()
+def publish(
+    events: Annotated[
+        list[str] | None,
+        typer.Argument(help='Events as JSON: envelopes, minimal envelopes or {"question": ...}.'),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Read JSON or JSON lines from a file ('-' for stdin)."),
+    ] = None,
+    bus: BusOption = None,
+) -> None:
+    """Publish events to the bus, each confirmed by the broker before the next.
+
+    With no arguments and no --file, reads JSON or JSON lines from stdin.
+    """
+    from ragbus.publishing import parse_events
+
+    configure_logging(False)
+    settings = settings_from(bus=bus)
+    if settings.bus is BusKind.MEMORY:
+        fail("publishing needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq)")
+    if events:
+        text = "\n".join(events)
+    elif file is not None and str(file) != "-":
+        if not file.exists():
+            fail(f"file does not exist: {file}")
+        text = file.read_text()
+    else:
+        text = sys.stdin.read()
+    try:
+        parsed = parse_events(text)
+    except InvalidEvent as exc:
+        fail(str(exc))
+    if not parsed:
+        fail("no events given")
+
+    async def go() -> None:
+        from ragbus.bus.factory import make_bus
+
+        async with make_bus(settings) as connected:
+            for event in parsed:
+                await connected.publish(event)
+                typer.echo(json.dumps({"id": str(event.id), "type": event.type}))
+
+    run(go())
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""A client for other Python services: publish events and ask questions.
+
+With the memory bus (the embedded default) the client also runs the pipeline's stages
+in its own process, since there are no workers to do it; with RabbitMQ it only
+publishes and listens, and workers elsewhere do the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from ragbus.bus.base import Bus, InboundMessage
+from ragbus.bus.factory import make_bus
+from ragbus.config import BusKind, Settings
+from ragbus.events import (
+    Envelope,
+    EventType,
+    QueryReceived,
+    new_event,
+    utc_now,
+)
+from ragbus.runtime.runner import Runtime
+
+#: Event types a client follows while it waits for an answer.
+PROGRESS_TYPES = (EventType.DOCUMENTS_RETRIEVED, EventType.ANSWER_GENERATED)
+
+
+class AnswerTimeout(TimeoutError):
+    """No answer arrived within the time asked for."""
+
+
+@dataclass
+class Answer:
+    """The outcome of :meth:`Client.ask`: the answer event and the events before it."""
+
+    query: Envelope
+    answer: Envelope
+    progress: list[Envelope] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The answer's text."""
+        return str(self.answer.payload["answer"])
+
+
+class _Listener:
+    """Routes events of the followed types to per-correlation queues and to followers."""
+
+    def __init__(self) -> None:
+        self.by_correlation: dict[uuid.UUID, asyncio.Queue[Envelope]] = {}
+        self.followers: list[tuple[frozenset[str], asyncio.Queue[Envelope]]] = []
+
+    async def __call__(self, message: InboundMessage) -> None:
+        try:
+            fields = json.loads(message.body)
+            correlation = uuid.UUID(str(fields["correlation_id"]))
+        except (ValueError, TypeError, KeyError):
+            return  # not ours to judge: the stages dead-letter invalid events
+        waiting = self.by_correlation.get(correlation)
+        following = [queue for types, queue in self.followers if fields.get("type") in types]
+        if waiting is None and not following:
+            return  # someone else's event: not worth validating
+        try:
+            event = Envelope.model_validate(fields)
+        except ValueError:
+            return
+        if waiting is not None:
+            waiting.put_nowait(event)
+        for queue in following:
+            await queue.put(event)
+
+
+class Client:
+    """Publishes events and waits for answers; use as ``async with Client(settings)``.
+
+    Parameters:
+        settings: bus, URLs, corpus and LM (for the embedded pipeline).
+        bus: use this bus instead of building one from ``settings`` (default: build one).
+        run_pipeline: run the pipeline's stages in this process (default: only when the
+            bus is the memory bus).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bus: Bus | None = None,
+        run_pipeline: bool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus or make_bus(settings)
+        self.run_pipeline = settings.bus is BusKind.MEMORY if run_pipeline is None else run_pipeline
+        self.runtime: Runtime | None = None
+        self._listener = _Listener()
+        self._group = f"client-{uuid.uuid4().hex[:12]}"
+        self._follow_types: set[str] = set(PROGRESS_TYPES)
+        self._open = False
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self, *, follow: Sequence[str] = ()) -> None:
+        """Connect, start the embedded stages if any, and start listening.
+
+        Parameters:
+            follow: event types to follow besides the progress of asked questions.
+        """
+        from ragbus.pipelines.rag import rag_pipeline
+
+        await self.bus.connect()
+        if self.run_pipeline:
+            self.runtime = Runtime(self.bus, rag_pipeline(self.settings), settings=self.settings)
+            self.runtime.subscribe()
+        self._follow_types.update(follow)
+        self.bus.subscribe(
+            self._group,
+            sorted(self._follow_types),
+            self._listener,
+            concurrency=64,
+            ephemeral=True,
+        )
+        await self.bus.start()
+        self._open = True
+
+    async def close(self) -> None:
+        """Stop the embedded stages (letting in-flight work finish) and disconnect."""
+        if self._open:
+            if self.runtime is not None:
+                await self.runtime.stop(grace=self.settings.shutdown_grace_s)
+            else:
+                await self.bus.stop(grace=self.settings.shutdown_grace_s)
+            self._open = False
+        await self.bus.close()
+
+    async def publish(self, event: Envelope | BaseModel | dict[str, Any]) -> Envelope:
+        """Publish an envelope, or a question (a ``QueryReceived`` or a dict like
+        ``{"question": ...}``) wrapped in a new ``query_received`` envelope.
+
+        Returns the envelope as published.
+        """
+        if not isinstance(event, Envelope):
+            payload = event if isinstance(event, BaseModel) else QueryReceived.model_validate(event)
+            event = new_event(EventType.QUERY_RECEIVED, payload)
+        await self.bus.publish(event)
+        return event
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        timeout: float = 60.0,
+    ) -> Answer:
+        """Ask ``question`` and wait for its answer (never another caller's).
+
+        Parameters:
+            question: the question, 1..4000 characters.
+            k: passages to retrieve (default: the retrieve stage's setting).
+            timeout: seconds to wait; also the query's deadline (default 60).
+
+        Raises:
+            AnswerTimeout: no answer within ``timeout``.
+            pydantic.ValidationError: the question breaks the payload's limits.
+        """
+        payload = QueryReceived(question=question, k=k)
+        query = new_event(
+            EventType.QUERY_RECEIVED, payload, deadline=utc_now() + timedelta(seconds=timeout)
+        )
+        inbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._listener.by_correlation[query.id] = inbox
+        progress: list[Envelope] = []
+        try:
+            await self.bus.publish(query)
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = await inbox.get()
+                    if event.type == EventType.ANSWER_GENERATED:
+                        return Answer(query=query, answer=event, progress=progress)
+                    progress.append(event)
+        except TimeoutError:
+            raise AnswerTimeout(f"no answer within {timeout:g}s") from None
+        finally:
+            self._listener.by_correlation.pop(query.id, None)
+
+    async def events(self, types: Sequence[str]) -> AsyncIterator[Envelope]:
+        """Follow every event of ``types`` published from now on (types must have been
+        passed to :meth:`open` as ``follow``, or be progress types)."""
+        missing = set(types) - self._follow_types
+        if missing:
+            raise ValueError(f"not following {sorted(missing)}: pass them to open(follow=...)")
+        queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=1000)
+        entry = (frozenset(types), queue)
+        self._listener.followers.append(entry)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._listener.followers.remove(entry)

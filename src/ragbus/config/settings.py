@@ -1,0 +1,95 @@
+"""The one ``Settings`` object. Every field is read from ``RAGBUS_<NAME>`` or a ``.env`` file."""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The LM used when none is configured: extractive, offline, shipped with ragbus.
+OFFLINE_MODEL = "offline/extractive"
+
+
+class BusKind(StrEnum):
+    """Which message bus carries the events."""
+
+    MEMORY = "memory"
+    RABBITMQ = "rabbitmq"
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """All of ragbus's configuration. See the README's Configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGBUS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    bus: BusKind = Field(default=BusKind.MEMORY, description="memory or rabbitmq")
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL (bus=rabbitmq)"
+    )
+    exchange: str = Field(default="ragbus.events", description="RabbitMQ topic exchange")
+    queue_prefix: str = Field(default="ragbus", description="prefix of every stage queue name")
+
+    corpus: Path | None = Field(
+        default=None,
+        description="folder of .md/.txt/.jsonl documents, or an index built by `ragbus index`; "
+        "default: the bundled ragbus guide",
+    )
+    top_k: int = Field(default=4, ge=1, le=50, description="passages retrieved per question")
+
+    lm_model: str = Field(default=OFFLINE_MODEL, description="LiteLLM model string")
+    lm_api_base: str | None = Field(default=None, description="LM server URL")
+    lm_api_key: SecretStr | None = Field(default=None, description="LM API key")
+    lm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    lm_max_tokens: int = Field(default=1024, ge=1)
+    lm_latency_ms: float = Field(
+        default=0.0, ge=0.0, description="simulated delay of the offline LM, to model a real one"
+    )
+
+    concurrency: int = Field(default=16, ge=1, le=10_000, description="in-flight events per stage")
+    queue_size: int = Field(default=1000, ge=1, description="memory bus: bound of each stage queue")
+    stage_timeout_s: float = Field(default=60.0, gt=0, description="time limit of one handler call")
+    max_attempts: int = Field(default=5, ge=1, description="deliveries of an event before the DLQ")
+    shutdown_grace_s: float = Field(default=30.0, ge=0, description="drain time on stop")
+    dlq_path: Path = Field(
+        default=Path(".ragbus/dlq.sqlite3"), description="memory bus: SQLite file of dead letters"
+    )
+
+    retry_attempts: int = Field(default=3, ge=1, description="in-process calls per delivery")
+    retry_initial_s: float = Field(default=0.1, gt=0, description="first in-process backoff")
+    retry_max_s: float = Field(default=2.0, gt=0, description="longest in-process backoff")
+
+    breaker_failure_rate: float = Field(
+        default=50.0, gt=0, le=100, description="% failures to open"
+    )
+    breaker_slow_call_rate: float = Field(default=100.0, gt=0, le=100, description="% slow to open")
+    breaker_slow_call_s: float = Field(default=30.0, gt=0, description="a call this long is slow")
+    breaker_window: Literal["count", "time"] = Field(default="count", description="window kind")
+    breaker_window_size: int = Field(default=20, ge=1, description="calls or seconds in window")
+    breaker_minimum_calls: int = Field(default=10, ge=1, description="calls before judging")
+    breaker_open_s: float = Field(default=1.0, gt=0, description="open time before probing")
+    breaker_half_open_calls: int = Field(default=3, ge=1, description="probes while half-open")
+
+    cache_enabled: bool = Field(default=True, description="cache results and coalesce inputs")
+    cache_url: str | None = Field(default=None, description="redis://... to share the cache")
+    cache_ttl_s: int = Field(default=3600, ge=1, description="time to live of cached results")
+    coalesce_lease_s: float = Field(default=30.0, gt=0, description="cross-worker compute lease")
+    dedup: bool = Field(default=True, description="drop redelivered events already processed")
+
+    worker_id: str = Field(default_factory=_default_worker_id, description="name in dead letters")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and ``.env``, with ``overrides`` on top (None ignored)."""
+    values = {name: value for name, value in overrides.items() if value is not None}
+    return Settings(**values)  # type: ignore[arg-type]

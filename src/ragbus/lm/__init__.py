@@ -1,0 +1,26 @@
+"""The LMs ragbus calls through DSPy: the offline extractive LM and configured models.
+
+Importing this package keeps LiteLLM from fetching its model cost map over the network
+(``LITELLM_LOCAL_MODEL_COST_MAP=true``, unless already set), so import it before DSPy.
+"""
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+
+from ragbus.lm.factory import build_lm, is_extractive
+from ragbus.lm.offline import (
+    AsyncExtractiveEngine,
+    ExtractiveEngine,
+    offline_lm,
+)
+from ragbus.lm.scope import lm_scope
+
+__all__ = [
+    "AsyncExtractiveEngine",
+    "ExtractiveEngine",
+    "build_lm",
+    "is_extractive",
+    "lm_scope",
+    "offline_lm",
+]

@@ -1,0 +1,53 @@
+"""Building the DSPy LM a deployment is configured with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+from ragbus.config.settings import OFFLINE_MODEL, Settings
+from ragbus.errors import ConfigurationError
+from ragbus.lm.offline import AsyncExtractiveEngine, ExtractiveEngine, offline_lm
+
+
+def build_lm(settings: Settings) -> dspy.LM:
+    """The LM named by ``settings.lm_model``.
+
+    ``offline/extractive`` (the default) gives the offline extractive LM, waiting
+    ``settings.lm_latency_ms`` per call. Any other value is a model string for
+    ``dspy.LM`` (LiteLLM naming, e.g. ``openai/gpt-4o-mini``), called with
+    ``lm_api_base``, ``lm_api_key``, ``lm_temperature`` and ``lm_max_tokens``. DSPy's own
+    retries and cache are off (``num_retries=0``, ``cache=False``): ragbus retries and
+    caches around the whole stage. Raises :class:`~ragbus.errors.ConfigurationError`
+    when DSPy rejects the settings.
+
+    Parameters:
+        settings: the deployment's settings.
+    """
+    if settings.lm_model == OFFLINE_MODEL:
+        return offline_lm(settings.lm_latency_ms)
+    options: dict[str, Any] = {}
+    if settings.lm_api_base:
+        options["api_base"] = settings.lm_api_base
+    if settings.lm_api_key is not None:
+        options["api_key"] = settings.lm_api_key.get_secret_value()
+    try:
+        return dspy.LM(
+            settings.lm_model,
+            temperature=settings.lm_temperature,
+            max_tokens=settings.lm_max_tokens,
+            num_retries=0,
+            cache=False,
+            **options,
+        )
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"cannot use LM {settings.lm_model!r}: {exc}") from exc
+
+
+def is_extractive(lm: dspy.BaseLM) -> bool:
+    """Whether ``lm`` is the offline extractive LM (its answers quote the context)."""
+    engine = getattr(lm, "engine", None)
+    return lm.model == OFFLINE_MODEL and isinstance(
+        engine, ExtractiveEngine | AsyncExtractiveEngine
+    )

@@ -1,0 +1,186 @@
+"""Reading a DSPy adapter's prompt back into fields.
+
+DSPy's ChatAdapter and JSONAdapter describe the signature in the system message
+(``Your input fields are: ... Your output fields are: ...``) and put the input values in
+the last user message as ``[[ ## name ## ]]`` sections, followed by a line saying which
+output fields to produce. This module parses both parts; it does not know what the
+fields mean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+_FIELD_LINE = re.compile(r"^\s*\d+\.\s+`([^`]+)`\s+\((.+?)\):", re.MULTILINE)
+_MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+_CHAT_REQUEST = re.compile(r"\n*Respond with the corresponding output fields.*\Z", re.DOTALL)
+_JSON_REQUEST = re.compile(r"\n*Respond with a JSON object in the following order.*\Z", re.DOTALL)
+_REQUESTED_JSON_FIELD = re.compile(r"`(\w+)`")
+_NUMBERED_ITEM = re.compile(r"^\[(\d+)\] ", re.MULTILINE)
+
+_QUESTION_NAMES = ("question", "query", "q")
+_SKIPPED_INPUTS = frozenset({"history"})
+
+
+@dataclass(frozen=True, slots=True)
+class OutputField:
+    """An output field the adapter asked for: its name and its type as the prompt names it."""
+
+    name: str
+    type: str = "str"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPrompt:
+    """What a DSPy adapter asked for.
+
+    Parameters:
+        inputs: the input fields' rendered values from the last user message, in order.
+        outputs: the output fields to produce, in the order the adapter asked for them.
+        json_output: true when the adapter wants one JSON object (JSONAdapter) rather
+            than ``[[ ## field ## ]]`` sections (ChatAdapter).
+        input_types: each input field's type as the system message names it.
+    """
+
+    inputs: dict[str, str]
+    outputs: tuple[OutputField, ...]
+    json_output: bool = False
+    input_types: dict[str, str] = field(default_factory=dict)
+
+    def question_field(self) -> str | None:
+        """The name of the input that holds the question: ``question``/``query`` if
+        present, else the first input whose name contains ``question``, else the last
+        input other than ``history``; ``None`` when there is no input."""
+        names = [name for name in self.inputs if name not in _SKIPPED_INPUTS]
+        for name in names:
+            if name.lower() in _QUESTION_NAMES:
+                return name
+        for name in names:
+            if "question" in name.lower():
+                return name
+        return names[-1] if names else None
+
+    def question(self) -> str:
+        """The question's text ("" when there is none)."""
+        name = self.question_field()
+        return self.inputs.get(name, "") if name else ""
+
+    def passages(self) -> list[str]:
+        """The passages of every input other than the question and ``history``, in order."""
+        question = self.question_field()
+        found: list[str] = []
+        for name, value in self.inputs.items():
+            if name != question and name not in _SKIPPED_INPUTS:
+                found.extend(split_list_value(value))
+        return found
+
+
+def _section(text: str, start: str, end: str | None) -> str:
+    begin = text.find(start)
+    if begin < 0:
+        return ""
+    begin += len(start)
+    stop = text.find(end, begin) if end else -1
+    return text[begin:] if stop < 0 else text[begin:stop]
+
+
+def parse_field_list(system: str, which: str) -> dict[str, str]:
+    """The fields the system message declares, name to type.
+
+    Parameters:
+        system: the system message.
+        which: ``"input"`` or ``"output"``.
+    """
+    if which == "input":
+        block = _section(system, "Your input fields are:", "Your output fields are:")
+    else:
+        block = _section(system, "Your output fields are:", "All interactions will be structured")
+    return {name: type_name.strip() for name, type_name in _FIELD_LINE.findall(block)}
+
+
+def parse_inputs(user_message: str) -> tuple[dict[str, str], bool]:
+    """The ``[[ ## name ## ]]`` sections of a user message, and whether it asks for JSON.
+
+    Parameters:
+        user_message: the text of the last user message.
+    """
+    json_output = _JSON_REQUEST.search(user_message) is not None
+    body = (
+        _JSON_REQUEST.sub("", user_message) if json_output else _CHAT_REQUEST.sub("", user_message)
+    )
+    pieces = _MARKER.split(body)
+    inputs: dict[str, str] = {}
+    for index in range(1, len(pieces) - 1, 2):
+        inputs[pieces[index]] = pieces[index + 1].strip()
+    return inputs, json_output
+
+
+def requested_outputs(user_message: str, json_output: bool) -> list[str]:
+    """The output field names the last user message asks for, in order (may be empty)."""
+    if json_output:
+        match = _JSON_REQUEST.search(user_message)
+        return _REQUESTED_JSON_FIELD.findall(match.group(0)) if match else []
+    match = _CHAT_REQUEST.search(user_message)
+    if not match:
+        return []
+    return [name for name in _MARKER.findall(match.group(0)) if name != "completed"]
+
+
+def split_list_value(value: str) -> list[str]:
+    """The items of a rendered list input.
+
+    DSPy renders ``list[str]`` values as a JSON array, and a list given to a ``str``
+    field as ``[1] «item»`` lines (``«««`` blocks for multi-line items). Any other
+    value is one item. Empty items are dropped.
+
+    Parameters:
+        value: the rendered value.
+    """
+    text = value.strip()
+    if not text or text == "N/A":
+        return []
+    if text.startswith("["):
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError:
+            decoded = None
+        if isinstance(decoded, list):
+            return [str(item).strip() for item in decoded if str(item).strip()]
+    if _NUMBERED_ITEM.match(text):
+        items = [item for item in _NUMBERED_ITEM.split(text)[2::2]]
+        return [item for item in (_unquote(item) for item in items) if item]
+    return [_unquote(text)] if _unquote(text) else []
+
+
+def _unquote(item: str) -> str:
+    item = item.strip()
+    if item.startswith("«««") and item.endswith("»»»"):
+        lines = item[3:-3].strip("\n").split("\n")
+        return "\n".join(line.removeprefix("    ") for line in lines).strip()
+    if item.startswith("«") and item.endswith("»"):
+        return item[1:-1].strip()
+    return item
+
+
+def parse_prompt(system: str, user_message: str) -> ParsedPrompt:
+    """Parse a DSPy adapter prompt.
+
+    The output fields are those the user message asks for; when it names none, those
+    the system message declares; when neither does, a single ``answer``.
+
+    Parameters:
+        system: the system message ("" when there is none).
+        user_message: the text of the last user message.
+    """
+    inputs, json_output = parse_inputs(user_message)
+    declared = parse_field_list(system, "output")
+    names = requested_outputs(user_message, json_output) or list(declared) or ["answer"]
+    outputs = tuple(OutputField(name=name, type=declared.get(name, "str")) for name in names)
+    return ParsedPrompt(
+        inputs=inputs,
+        outputs=outputs,
+        json_output=json_output,
+        input_types=parse_field_list(system, "input"),
+    )

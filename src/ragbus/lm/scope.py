@@ -1,0 +1,33 @@
+"""The DSPy settings under which ragbus calls an LM."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any
+
+import dspy
+
+from ragbus.lm.adapter import CHAT_ADAPTER
+
+
+def lm_scope(lm: dspy.BaseLM, *, record_history: bool = False) -> AbstractContextManager[Any]:
+    """``dspy.context`` for one call of a DSPy module with ``lm``.
+
+    It sets the LM for the current task only (never ``dspy.configure``), and the
+    :class:`ragbus.lm.adapter.ChatAdapter` (system messages built once). Unless
+    ``record_history`` is true it also turns off what DSPy keeps of every call: the
+    LM's and modules' ``history`` (up to 10,000 entries each, with full prompts) and
+    the global ``trace`` of predictions (up to 10,000, shared by all tasks), so a
+    long-running worker's memory stays flat.
+
+    Parameters:
+        lm: the LM to call.
+        record_history: keep DSPy's history and trace (default false; for debugging
+            with ``lm.inspect_history()``).
+    """
+    scope: AbstractContextManager[Any]
+    if record_history:
+        scope = dspy.context(lm=lm, adapter=CHAT_ADAPTER)
+    else:
+        scope = dspy.context(lm=lm, adapter=CHAT_ADAPTER, disable_history=True, max_trace_size=0)
+    return scope

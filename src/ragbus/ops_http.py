@@ -1,0 +1,72 @@
+"""A worker's operations endpoints: ``/healthz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ragbus.runtime.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+def ops_app(health: Callable[[], dict[str, object]], metrics: Metrics) -> Starlette:
+    """A Starlette app serving ``/healthz`` (200 when ``health()["ok"]``, else 503) and
+    ``/metrics`` (Prometheus text format)."""
+
+    async def healthz(request: Request) -> Response:
+        report = health()
+        return JSONResponse(report, status_code=200 if report.get("ok") else 503)
+
+    async def metrics_route(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_route)])
+
+
+@contextlib.asynccontextmanager
+async def serve_ops(
+    health: Callable[[], dict[str, object]],
+    metrics: Metrics,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9100,
+) -> AsyncIterator[uvicorn.Server]:
+    """Serve the ops endpoints in the background while the block runs.
+
+    Parameters:
+        health: returns the health report; ``ok`` decides the status code.
+        metrics: the metrics to export.
+        host: interface to bind (default 127.0.0.1).
+        port: TCP port (default 9100; 0 picks a free one).
+    """
+    config = uvicorn.Config(
+        ops_app(health, metrics), host=host, port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="ragbus:ops-http")
+    while not server.started:
+        if task.done():
+            task.result()  # raises the bind error
+            raise RuntimeError("the ops HTTP server stopped at start-up")
+        await asyncio.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The TCP port ``server`` listens on (useful with port 0)."""
+    sockets = [sock for s in server.servers for sock in s.sockets]
+    return int(sockets[0].getsockname()[1])

@@ -1,0 +1,62 @@
+"""The default pipeline: retrieval-augmented question answering.
+
+``query_received -> [retrieve] -> documents_retrieved -> [generate] -> answer_generated``
+"""
+
+from __future__ import annotations
+
+import dspy
+
+from ragbus.config import Settings
+from ragbus.events import EventType
+from ragbus.handlers import GenerateHandler, RetrieveHandler
+from ragbus.lm import build_lm
+from ragbus.retrieval import SearchIndex, load_index
+from ragbus.runtime.stage import Stage
+
+RETRIEVE = "retrieve"
+GENERATE = "generate"
+
+#: Stage names in pipeline order.
+STAGE_NAMES = (RETRIEVE, GENERATE)
+
+
+def rag_pipeline(
+    settings: Settings,
+    *,
+    index: SearchIndex | None = None,
+    lm: dspy.LM | None = None,
+) -> list[Stage]:
+    """The retrieve and generate stages, configured from ``settings``.
+
+    Parameters:
+        settings: corpus, LM, concurrency, timeouts and attempts.
+        index: a prebuilt index (default: ``load_index(settings.corpus)``).
+        lm: the ``dspy.LM`` to generate with (default: ``build_lm(settings)``).
+    """
+    retrieve = RetrieveHandler(
+        index if index is not None else load_index(settings.corpus), default_k=settings.top_k
+    )
+    generate = GenerateHandler(lm if lm is not None else build_lm(settings))
+    return [
+        Stage(
+            name=RETRIEVE,
+            consumes=(EventType.QUERY_RECEIVED,),
+            handler=retrieve,
+            concurrency=settings.concurrency,
+            timeout_s=settings.stage_timeout_s,
+            max_attempts=settings.max_attempts,
+            fingerprint=retrieve.fingerprint,
+            dependency="retriever",
+        ),
+        Stage(
+            name=GENERATE,
+            consumes=(EventType.DOCUMENTS_RETRIEVED,),
+            handler=generate,
+            concurrency=settings.concurrency,
+            timeout_s=settings.stage_timeout_s,
+            max_attempts=settings.max_attempts,
+            fingerprint=generate.fingerprint,
+            dependency="lm",
+        ),
+    ]

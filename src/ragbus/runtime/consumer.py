@@ -1,0 +1,166 @@
+"""The consumer of one stage: decode, guard, handle, publish, then let the bus ack.
+
+This is the :data:`ragbus.bus.MessageHandler` the runtime subscribes for each stage.
+Failures are classified once (``classify``) and end in exactly one place: a delayed
+redelivery, the dead-letter queue, or back in the queue (breaker open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from ragbus.bus.base import Bus, DeadLetter, DeadLetterReason, InboundMessage, Requeue
+from ragbus.events import Envelope, InvalidEvent, decode_envelope
+from ragbus.runtime.backoff import jittered, redelivery_delay
+from ragbus.runtime.classify import FailureClass, classify, retry_after
+from ragbus.runtime.deadline import EventExpired
+from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.metrics import Metrics
+from ragbus.runtime.middleware import Middleware, build_chain
+from ragbus.runtime.stage import Stage
+
+logger = logging.getLogger(__name__)
+
+
+class StageConsumer:
+    """Runs one stage's handler for each delivery.
+
+    Parameters:
+        stage: the stage.
+        bus: where outputs, retries and dead letters go.
+        metrics: the metrics to update (default: a private set).
+        middlewares: guards around the handler, outermost first (default none).
+        processed: the processed-event-id set; a redelivered event the stage already
+            finished is dropped (default: no deduplication).
+        worker_id: recorded in dead letters (default "").
+    """
+
+    def __init__(
+        self,
+        stage: Stage,
+        bus: Bus,
+        *,
+        metrics: Metrics | None = None,
+        middlewares: Sequence[Middleware] = (),
+        processed: ProcessedEvents | None = None,
+        worker_id: str = "",
+    ) -> None:
+        self.stage = stage
+        self.processed = processed
+        self.bus = bus
+        self.metrics = metrics or Metrics()
+        self.worker_id = worker_id
+        self._chain = build_chain(stage, middlewares)
+        # label lookups cost more than the updates: bind this stage's series once
+        self._in_flight = self.metrics.in_flight.labels(stage.name)
+        self._processed = self.metrics.processed.labels(stage.name)
+        self._latency = self.metrics.latency.labels(stage.name)
+
+    async def __call__(self, message: InboundMessage) -> None:
+        """Handle one delivery; returns when the message may be acknowledged."""
+        try:
+            envelope = decode_envelope(message.body)
+        except InvalidEvent as exc:
+            logger.warning("stage %s: invalid message dead-lettered: %s", self.stage.name, exc)
+            await self._dead_letter(
+                message, DeadLetterReason.INVALID, exc, attempts=message.delivery_count
+            )
+            return
+        if envelope.type not in self.stage.consumes:
+            error = InvalidEvent(f"stage {self.stage.name} does not consume {envelope.type!r}")
+            await self._dead_letter(message, DeadLetterReason.INVALID, error, attempts=1)
+            return
+        name = self.stage.name
+        if self.processed is not None and await self.processed.seen(name, envelope.id):
+            logger.info("stage %s: dropping duplicate %s", name, envelope.id)
+            self.metrics.duplicates.labels(name).inc()
+            return
+        started = time.perf_counter()
+        self._in_flight.inc()
+        try:
+            outputs = await self._chain(envelope)
+            await self._publish_all(outputs)
+            if self.processed is not None:
+                await self.processed.mark(name, envelope.id)
+        except asyncio.CancelledError:
+            raise
+        except EventExpired as exc:
+            await self._dead_letter(
+                message, DeadLetterReason.EXPIRED, exc, attempts=envelope.attempt
+            )
+        except Exception as exc:
+            await self._on_failure(message, envelope, exc)
+        else:
+            self._processed.inc()
+            self._latency.observe(time.perf_counter() - started)
+        finally:
+            self._in_flight.dec()
+
+    async def _publish_all(self, outputs: Sequence[Envelope]) -> None:
+        if len(outputs) == 1:
+            await self.bus.publish(outputs[0])
+        elif outputs:
+            await asyncio.gather(*(self.bus.publish(event) for event in outputs))
+
+    async def _on_failure(
+        self, message: InboundMessage, envelope: Envelope, exc: Exception
+    ) -> None:
+        failure = classify(exc)
+        self.metrics.failed.labels(self.stage.name, failure.value).inc()
+        if failure is FailureClass.BREAKER_OPEN:
+            raise Requeue(str(exc)) from exc
+        if failure is FailureClass.PERMANENT:
+            logger.warning(
+                "stage %s: permanent failure of %s: %r", self.stage.name, envelope.id, exc
+            )
+            await self._dead_letter(
+                message, DeadLetterReason.FAILED, exc, attempts=envelope.attempt
+            )
+            return
+        if envelope.attempt >= self.stage.max_attempts:
+            logger.warning(
+                "stage %s: %s failed %d times, dead-lettering: %r",
+                self.stage.name,
+                envelope.id,
+                envelope.attempt,
+                exc,
+            )
+            await self._dead_letter(
+                message, DeadLetterReason.FAILED, exc, attempts=envelope.attempt
+            )
+            return
+        delay = retry_after(exc) or jittered(redelivery_delay(envelope.attempt))
+        retry = envelope.model_copy(update={"attempt": envelope.attempt + 1})
+        logger.info(
+            "stage %s: %s attempt %d failed (%r); redelivering in %.1fs",
+            self.stage.name,
+            envelope.id,
+            envelope.attempt,
+            exc,
+            delay,
+        )
+        self.metrics.retried.labels(self.stage.name, "redelivery").inc()
+        await self.bus.publish_later(retry, stage=self.stage.name, delay=delay)
+
+    async def _dead_letter(
+        self,
+        message: InboundMessage,
+        reason: DeadLetterReason,
+        exc: BaseException,
+        *,
+        attempts: int,
+    ) -> None:
+        """Dead-letter ``message`` with its body as received (the envelope untouched)."""
+        letter = DeadLetter.from_body(
+            message.body,
+            stage=self.stage.name,
+            reason=reason,
+            error=exc,
+            attempts=attempts,
+            worker_id=self.worker_id,
+        )
+        await self.bus.dead_letter(letter)
+        self.metrics.dead_lettered.labels(self.stage.name, reason.value).inc()

@@ -1,0 +1,85 @@
+"""The guard chain around every handler, built from the settings.
+
+Order, outermost first: deadline -> cache lookup + coalescing -> retry -> breaker ->
+timeout -> handler. Decoding, deduplication, publishing, acking and dead-lettering
+happen around the chain, in the stage consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ragbus.bus.base import Bus
+from ragbus.config import Settings
+from ragbus.runtime.breaker import BreakerConfig
+from ragbus.runtime.breaker_guard import BreakerBoard, BreakerGuard
+from ragbus.runtime.cache import SharedCache
+from ragbus.runtime.deadline import DeadlineGuard, TimeoutGuard
+from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.metrics import Metrics
+from ragbus.runtime.middleware import Middleware
+from ragbus.runtime.result_cache import ResultCacheGuard
+from ragbus.runtime.retry import RetryGuard, RetryPolicy
+
+
+def breaker_config(settings: Settings) -> BreakerConfig:
+    """The breaker thresholds and timings of ``settings``."""
+    return BreakerConfig(
+        failure_rate_threshold=settings.breaker_failure_rate,
+        slow_call_rate_threshold=settings.breaker_slow_call_rate,
+        slow_call_duration_s=settings.breaker_slow_call_s,
+        window_type=settings.breaker_window,
+        window_size=settings.breaker_window_size,
+        minimum_calls=settings.breaker_minimum_calls,
+        open_wait_s=settings.breaker_open_s,
+        half_open_calls=settings.breaker_half_open_calls,
+    )
+
+
+@dataclass
+class Guards:
+    """What the guards of one runtime share: cache, breakers, retry policy, dedup set.
+
+    Build it with :meth:`from_settings`; call :meth:`close` when the runtime stops.
+    """
+
+    cache: SharedCache
+    board: BreakerBoard
+    retry: RetryPolicy
+    processed: ProcessedEvents | None
+    metrics: Metrics
+    cache_enabled: bool = True
+    owner: str = ""
+    lease_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bus: Bus, metrics: Metrics) -> Guards:
+        """Guards configured by ``settings``, pausing stages on ``bus``."""
+        cache = SharedCache(settings.cache_url, ttl_s=settings.cache_ttl_s, metrics=metrics)
+        return cls(
+            cache=cache,
+            board=BreakerBoard(bus, breaker_config(settings), metrics),
+            retry=RetryPolicy(
+                attempts=settings.retry_attempts,
+                initial_s=settings.retry_initial_s,
+                max_s=settings.retry_max_s,
+            ),
+            processed=ProcessedEvents(cache) if settings.dedup else None,
+            metrics=metrics,
+            cache_enabled=settings.cache_enabled,
+            owner=settings.worker_id,
+            lease_s=settings.coalesce_lease_s,
+        )
+
+    def middlewares(self) -> list[Middleware]:
+        """A fresh chain of guards for one stage, outermost first."""
+        chain: list[Middleware] = [DeadlineGuard()]
+        if self.cache_enabled:
+            chain.append(ResultCacheGuard(self.cache, owner=self.owner, lease_s=self.lease_s))
+        chain += [RetryGuard(self.retry, self.metrics), BreakerGuard(self.board), TimeoutGuard()]
+        return chain
+
+    async def close(self) -> None:
+        """Cancel breaker timers and close the cache."""
+        self.board.close()
+        await self.cache.close()

@@ -1,0 +1,135 @@
+"""Compute each result once: cache lookup, single flight in a process, a lease across
+processes, then store.
+
+Identical inputs (same stage, same configuration fingerprint, same normalized input)
+share one handler call: later ones hit the cache; concurrent ones in this process wait
+for the one in flight; with a shared (Redis) cache, concurrent ones in other workers
+wait while the lease holder computes, then read its result. aiocache's ``RedLock``
+only coordinates one process, so the lease is a plain ``SET NX`` with a TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ragbus.events import Envelope
+from ragbus.runtime.cache import SharedCache, result_key
+from ragbus.runtime.metrics import Metrics
+from ragbus.runtime.stage import Handler, Stage
+
+logger = logging.getLogger(__name__)
+
+#: What is cached: the outputs' types and payloads (ids are derived from each input).
+CachedOutputs = list[dict[str, Any]]
+
+
+def to_cached(outputs: list[Envelope]) -> CachedOutputs:
+    """The cacheable part of ``outputs``."""
+    return [{"type": output.type, "payload": output.payload} for output in outputs]
+
+
+def from_cached(envelope: Envelope, cached: CachedOutputs) -> list[Envelope]:
+    """Outputs of ``envelope`` rebuilt from a cached result: their own ids, correlation
+    and causation, the cached payloads."""
+    return [envelope.derive(item["type"], item["payload"]) for item in cached]
+
+
+class ResultCacheGuard:
+    """Serves repeated inputs from the cache and lets identical concurrent inputs share
+    one call.
+
+    Parameters:
+        cache: the shared cache.
+        owner: this worker's name, written into leases (default "").
+        lease_s: how long a lease holder may compute before others give up waiting
+            and compute themselves (default 30).
+        poll_s: how often a waiter checks for the lease holder's result (default 0.05).
+        metrics: counts hits, misses and coalesced calls (default: the cache's).
+    """
+
+    def __init__(
+        self,
+        cache: SharedCache,
+        *,
+        owner: str = "",
+        lease_s: float = 30.0,
+        poll_s: float = 0.05,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.cache = cache
+        self.owner = owner
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.metrics = metrics or cache.metrics
+        self._in_flight: dict[str, asyncio.Future[CachedOutputs]] = {}
+
+    async def __call__(
+        self, stage: Stage, envelope: Envelope, call_next: Handler
+    ) -> list[Envelope]:
+        if not stage.cacheable:
+            return await call_next(envelope)
+        key = result_key(stage.name, stage.fingerprint, envelope.payload)
+        cached = await self.cache.get(key, stage=stage.name)
+        if cached is not None:
+            self.metrics.cache.labels(stage.name, "hit").inc()
+            return from_cached(envelope, cached)
+        leader = self._in_flight.get(key)
+        if leader is not None:
+            self.metrics.cache.labels(stage.name, "coalesced").inc()
+            return from_cached(envelope, await asyncio.shield(leader))
+        self.metrics.cache.labels(stage.name, "miss").inc()
+        future: asyncio.Future[CachedOutputs] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_consume_exception)
+        self._in_flight[key] = future
+        try:
+            result = await self._compute_once(stage, envelope, call_next, key)
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise
+        finally:
+            self._in_flight.pop(key, None)
+        future.set_result(to_cached(result))
+        return result
+
+    async def _compute_once(
+        self, stage: Stage, envelope: Envelope, call_next: Handler, key: str
+    ) -> list[Envelope]:
+        if not self.cache.shared:
+            outputs = await call_next(envelope)
+            await self.cache.set(key, to_cached(outputs), stage=stage.name)
+            return outputs
+        lease = f"lease:{key}"
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.lease_s
+        while True:
+            held = await self.cache.add(lease, self.owner, ttl_s=self.lease_s, stage=stage.name)
+            if held is not False:  # ours, or the cache is down: compute
+                try:
+                    outputs = await call_next(envelope)
+                    await self.cache.set(key, to_cached(outputs), stage=stage.name)
+                    return outputs
+                finally:
+                    if held:
+                        await self.cache.delete(lease, stage=stage.name)
+            # another worker computes it: wait for its result or for its lease to end
+            while loop.time() < give_up_at:
+                await asyncio.sleep(self.poll_s)
+                cached = await self.cache.get(key, stage=stage.name)
+                if cached is not None:
+                    self.metrics.cache.labels(stage.name, "coalesced").inc()
+                    return from_cached(envelope, cached)
+                if await self.cache.get(lease, stage=stage.name) is None:
+                    break  # the holder gave up (failed or died): try to take over
+            else:
+                logger.warning("stage %s: lease wait over, computing %s", stage.name, key)
+                outputs = await call_next(envelope)
+                await self.cache.set(key, to_cached(outputs), stage=stage.name)
+                return outputs
+
+
+def _consume_exception(future: asyncio.Future[CachedOutputs]) -> None:
+    """Mark a leader's failure as seen, so followers-less failures log no warning."""
+    if not future.cancelled():
+        future.exception()

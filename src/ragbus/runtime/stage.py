@@ -1,0 +1,41 @@
+"""A stage: a handler, the event types it consumes, and its limits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ragbus.events import Envelope
+
+#: A handler: one input event in, the events it produces out. No bus code.
+Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of a pipeline, run as a consumer group on the bus.
+
+    Parameters:
+        name: the stage (and consumer group, queue) name, e.g. ``retrieve``.
+        consumes: the event types it handles.
+        handler: the async function doing the work.
+        concurrency: in-flight handler calls per process (default 16).
+        timeout_s: time limit of one handler call, in seconds (default 60).
+        max_attempts: deliveries of a transiently failing event before the DLQ (default 5).
+        fingerprint: the stage's configuration identity (model, k, prompt version, corpus
+            version), part of its cache keys (default "").
+        dependency: the external dependency its handler calls (``lm``, ``retriever``); the
+            stage shares that dependency's circuit breaker (default: none, no breaker).
+        cacheable: whether results may be cached and identical inputs coalesced (default
+            True: the handler is a pure function of its input and configuration).
+    """
+
+    name: str
+    consumes: tuple[str, ...]
+    handler: Handler
+    concurrency: int = 16
+    timeout_s: float = 60.0
+    max_attempts: int = 5
+    fingerprint: str = ""
+    dependency: str | None = None
+    cacheable: bool = True

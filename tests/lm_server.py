@@ -1,0 +1,178 @@
+"""A small OpenAI-compatible chat server for tests, answering in DSPy's adapter format.
+
+It can be told to fail with 500, to answer 429 with ``Retry-After``, to hang, or to
+answer slowly; it counts the calls it receives. It runs in a thread with its own event
+loop, so it keeps answering whatever the test's loop is doing, and processes the test
+starts can reach it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+OUTPUT_FIELDS = re.compile(r"Your output fields are:\n(.*?)\n(?:All interactions|\n)", re.S)
+FIELD_NAME = re.compile(r"`(\w+)`")
+QUESTION = re.compile(r"\[\[ ## question ## \]\]\n(.*?)(?:\n\n|$)", re.S)
+
+
+@dataclass
+class LMBehaviour:
+    """What the server does with the next requests.
+
+    Parameters:
+        mode: ``ok``, ``error`` (HTTP 500), ``rate_limit`` (HTTP 429) or ``hang``.
+        retry_after: seconds sent in ``Retry-After`` with a 429 (default 1).
+        delay_s: seconds to wait before answering (default 0).
+    """
+
+    mode: str = "ok"
+    retry_after: float = 1.0
+    delay_s: float = 0.0
+
+
+@dataclass
+class FakeLMServer:
+    """The server and what it saw. Use :func:`start_lm_server`."""
+
+    behaviour: LMBehaviour = field(default_factory=LMBehaviour)
+    calls: int = 0
+    failures: int = 0
+    questions: list[str] = field(default_factory=list)
+    port: int = 0
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def api_base(self) -> str:
+        """The base URL to give ``dspy.LM(api_base=...)``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def set(self, **behaviour: Any) -> None:
+        """Change the behaviour (``mode``, ``retry_after``, ``delay_s``)."""
+        self.behaviour = LMBehaviour(**behaviour)
+
+    def stop(self) -> None:
+        """Stop the server and its thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _answer_text(body: dict[str, Any]) -> tuple[str, str]:
+    messages = body.get("messages", [])
+    system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+    last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    if isinstance(system, list):
+        system = "".join(part.get("text", "") for part in system)
+    if isinstance(last_user, list):
+        last_user = "".join(part.get("text", "") for part in last_user)
+    section = OUTPUT_FIELDS.search(system)
+    fields = FIELD_NAME.findall(section.group(1)) if section else ["answer"]
+    match = QUESTION.search(last_user)
+    question = match.group(1).strip() if match else ""
+    values = {name: f"The test LM answers: {question}" for name in fields}
+    values["reasoning"] = "served over HTTP by the test LM"
+    text = "".join(f"[[ ## {name} ## ]]\n{values[name]}\n\n" for name in fields)
+    return text + "[[ ## completed ## ]]", question
+
+
+def _app(state: FakeLMServer) -> Starlette:
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        state.calls += 1
+        behaviour = state.behaviour
+        if behaviour.mode == "hang":
+            await asyncio.sleep(3600)
+        if behaviour.delay_s:
+            await asyncio.sleep(behaviour.delay_s)
+        if behaviour.mode == "error":
+            state.failures += 1
+            return JSONResponse(
+                {"error": {"message": "injected failure", "type": "server_error"}}, 500
+            )
+        if behaviour.mode == "rate_limit":
+            state.failures += 1
+            return JSONResponse(
+                {"error": {"message": "slow down", "type": "rate_limit_error"}},
+                429,
+                headers={"retry-after": f"{behaviour.retry_after:g}"},
+            )
+        text, question = _answer_text(body)
+        state.questions.append(question)
+        model = body.get("model", "test-model")
+        if body.get("stream"):
+            return StreamingResponse(_stream(text, model), media_type="text/event-stream")
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{state.calls}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+            }
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+async def _stream(text: str, model: str) -> Any:
+    words = re.findall(r"\S+\s*|\s+", text)
+    for index in range(0, len(words), 3):
+        chunk = {
+            "id": "chatcmpl-stream",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": {"content": "".join(words[index : index + 3])}}],
+        }
+        yield f"data: {json.dumps(chunk)}\n\n"
+        await asyncio.sleep(0.005)
+    end = {
+        "id": "chatcmpl-stream",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
+    yield f"data: {json.dumps(end)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def start_lm_server() -> FakeLMServer:
+    """Start a server on a free port of 127.0.0.1, in a thread; returns once it listens."""
+    state = FakeLMServer()
+    config = uvicorn.Config(
+        _app(state), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    state._server = server
+    thread = threading.Thread(target=server.run, name="fake-lm", daemon=True)
+    state._thread = thread
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the fake LM server did not start")
+        time.sleep(0.01)
+    state.port = server.servers[0].sockets[0].getsockname()[1]
+    return state
