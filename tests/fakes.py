@@ -37,6 +37,16 @@ class RecordingBus(Bus):
     async def declare(self, stage: str, event_types: Sequence[str]) -> None:
         pass
 
+    async def declare_sink(
+        self,
+        name: str,
+        event_types: Sequence[str],
+        *,
+        max_length: int = 10_000,
+        ttl_s: float = 3600,
+    ) -> None:
+        pass
+
     async def start(self) -> None:
         pass
 

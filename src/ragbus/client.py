@@ -117,11 +117,14 @@ class Client:
         Parameters:
             follow: event types to follow besides the progress of asked questions.
         """
-        from ragbus.pipelines.rag import rag_pipeline
+        from ragbus.pipelines.rag import SINKS, rag_pipeline
 
         await self.bus.connect()
         if self.run_pipeline:
-            self.runtime = Runtime(self.bus, rag_pipeline(self.settings), settings=self.settings)
+            self.runtime = Runtime(
+                self.bus, rag_pipeline(self.settings), settings=self.settings, sinks=SINKS
+            )
+            await self.runtime.declare_sinks()
             self.runtime.subscribe()
         self._follow_types.update(follow)
         self.bus.subscribe(

@@ -15,7 +15,7 @@ from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
 from ragbus.errors import ConfigurationError
 from ragbus.ops_http import serve_ops
-from ragbus.pipelines.rag import STAGE_NAMES, rag_pipeline
+from ragbus.pipelines.rag import SINKS, STAGE_NAMES, rag_pipeline
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.runner import Runtime
 from ragbus.runtime.stage import Stage
@@ -68,7 +68,7 @@ async def run_worker(
     stages = select_stages(settings, stage_names)
     bus = make_bus(settings)
     metrics = Metrics()
-    runtime = Runtime(bus, stages, settings=settings, metrics=metrics)
+    runtime = Runtime(bus, stages, settings=settings, metrics=metrics, sinks=SINKS)
     await bus.connect()
 
     def health() -> dict[str, object]:

@@ -206,6 +206,25 @@ class Bus(abc.ABC):
         """Make sure ``stage`` receives ``event_types`` even while nobody consumes it."""
 
     @abc.abstractmethod
+    async def declare_sink(
+        self,
+        name: str,
+        event_types: Sequence[str],
+        *,
+        max_length: int = 10_000,
+        ttl_s: float = 3600,
+    ) -> None:
+        """Keep the latest events of ``event_types`` for consumers that come later (a
+        pipeline's results), so the final events of a pipeline are always routable.
+
+        Parameters:
+            name: the sink's name (RabbitMQ: queue ``<prefix>.<name>``).
+            event_types: the event types it keeps.
+            max_length: events kept at most; the oldest go first (default 10,000).
+            ttl_s: how long an event is kept, in seconds (default 3600).
+        """
+
+    @abc.abstractmethod
     async def start(self) -> None:
         """Start consuming for every subscribed stage."""
 

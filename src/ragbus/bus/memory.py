@@ -76,6 +76,7 @@ class MemoryBus(Bus):
         self._stages: dict[str, _Stage] = {}
         self._routes: dict[str, list[_Stage]] = {}
         self._timers: set[asyncio.Task[None]] = set()
+        self._sink_types: set[str] = set()
         self._started = False
 
     async def connect(self) -> None:
@@ -118,6 +119,18 @@ class MemoryBus(Bus):
 
     async def declare(self, stage: str, event_types: Sequence[str]) -> None:
         """No-op: in one process, a stage exists once it is subscribed."""
+
+    async def declare_sink(
+        self,
+        name: str,
+        event_types: Sequence[str],
+        *,
+        max_length: int = 10_000,
+        ttl_s: float = 3600,
+    ) -> None:
+        """Make ``event_types`` routable with no consumer. In one process nobody can come
+        later, so an event that no stage consumes is dropped instead of kept."""
+        self._sink_types.update(event_types)
 
     async def start(self) -> None:
         """Start a dispatcher for every subscribed stage."""
@@ -178,7 +191,7 @@ class MemoryBus(Bus):
             targets = [self._stages[stage]]
         else:
             targets = self._routes.get(event_type, [])
-            if not targets:
+            if not targets and event_type not in self._sink_types:
                 raise UnroutableError(f"no stage consumes events of type {event_type!r}")
         for target in targets:
             await target.queue.put(InboundMessage(body=body, stage=target.name))

@@ -246,6 +246,37 @@ class RabbitMQBus(Bus):
         if self._started:
             self._spawn(self._open_stage(subscription), name=f"ragbus:open:{stage}")
 
+    async def declare_sink(
+        self,
+        name: str,
+        event_types: Sequence[str],
+        *,
+        max_length: int = 10_000,
+        ttl_s: float = 3600,
+    ) -> None:
+        """Declare the bounded queue ``<prefix>.<name>`` bound to ``event_types``; see
+        :meth:`Bus.declare_sink`."""
+        connection = self._require_connection()
+        if connection.transport is None:
+            raise BusError("not connected to the broker")
+        topology = self.topology
+        channel = await connection.transport.connection.channel(publisher_confirms=False)
+        try:
+            await channel.exchange_declare(
+                topology.exchange, exchange_type=ExchangeType.TOPIC.value, durable=True
+            )
+            queue = topology.sink_queue(name)
+            await channel.queue_declare(
+                queue, durable=True, arguments=topology.sink_arguments(max_length, ttl_s)
+            )
+            for event_type in event_types:
+                await channel.queue_bind(queue, topology.exchange, routing_key=event_type)
+        except ChannelPreconditionFailed as exc:
+            raise BusError(f"sink {queue} exists with other arguments: {exc}") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
     async def declare(self, stage: str, event_types: Sequence[str]) -> None:
         """Declare ``stage``'s queues (stage queue and its bindings, DLQ, retry queues)
         without consuming. Idempotent; raises :class:`BusError` if a queue exists with

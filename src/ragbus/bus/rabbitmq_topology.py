@@ -8,7 +8,9 @@ Other services rely on it (see ``docs/rabbitmq.md``), so it lives in one place:
 - per stage, a durable classic dead-letter queue ``<prefix>.<stage>.dlq``;
 - per stage and delay tier, a durable classic retry queue
   ``<prefix>.<stage>.retry.<milliseconds>`` whose messages expire after the tier's
-  delay and are dead-lettered to ``<prefix>.<stage>`` only (default exchange).
+  delay and are dead-lettered to ``<prefix>.<stage>`` only (default exchange);
+- per sink (a pipeline's results, e.g. ``answers``), a durable classic queue
+  ``<prefix>.<sink>`` bounded in length and age, so final events are always routable.
 """
 
 from __future__ import annotations
@@ -92,6 +94,21 @@ class Topology:
             "x-message-ttl": tier_milliseconds(tier),
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.stage_queue(stage),
+        }
+
+    def sink_queue(self, name: str) -> str:
+        """``<prefix>.<name>``: a sink keeping a pipeline's latest results."""
+        return f"{self.prefix}.{name}"
+
+    @staticmethod
+    def sink_arguments(max_length: int, ttl_s: float) -> dict[str, Any]:
+        """Arguments of a sink: a classic queue holding at most ``max_length`` messages
+        (the oldest dropped first) for at most ``ttl_s`` seconds each."""
+        return {
+            "x-queue-type": "classic",
+            "x-max-length": max_length,
+            "x-overflow": "drop-head",
+            "x-message-ttl": tier_milliseconds(ttl_s),
         }
 
     def retry_queue_for(self, stage: str, delay: float) -> str:

@@ -20,6 +20,10 @@ GENERATE = "generate"
 #: Stage names in pipeline order.
 STAGE_NAMES = (RETRIEVE, GENERATE)
 
+#: Where the pipeline's answers are kept for consumers that come later: the sink's name
+#: and the event types it keeps (RabbitMQ: the bounded queue ``ragbus.answers``).
+SINKS: dict[str, tuple[str, ...]] = {"answers": (EventType.ANSWER_GENERATED,)}
+
 
 def rag_pipeline(
     settings: Settings,

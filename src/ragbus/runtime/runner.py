@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ragbus.bus.base import Bus
 from ragbus.config import Settings
@@ -21,6 +21,8 @@ class Runtime:
         settings: guard configuration and worker id (default: ``Settings()``, read from
             the environment).
         metrics: shared metrics (default: a private set).
+        sinks: sinks to declare on start, name -> event types, so the pipeline's final
+            events are routable with no consumer (default none).
     """
 
     def __init__(
@@ -30,9 +32,11 @@ class Runtime:
         *,
         settings: Settings | None = None,
         metrics: Metrics | None = None,
+        sinks: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.bus = bus
         self.stages = list(stages)
+        self.sinks = dict(sinks or {})
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics()
         self.guards = Guards.from_settings(self.settings, bus, self.metrics)
@@ -58,8 +62,14 @@ class Runtime:
                 concurrency=stage.concurrency,
             )
 
+    async def declare_sinks(self) -> None:
+        """Declare the runtime's sinks on the bus."""
+        for name, event_types in self.sinks.items():
+            await self.bus.declare_sink(name, event_types)
+
     async def start(self) -> None:
-        """Subscribe every stage and start consuming."""
+        """Declare the sinks, subscribe every stage and start consuming."""
+        await self.declare_sinks()
         self.subscribe()
         await self.bus.start()
 
