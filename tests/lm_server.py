@@ -1,7 +1,8 @@
 """A small OpenAI-compatible chat server for tests, answering in DSPy's adapter format.
 
-It can be told to fail with 500, to answer 429 with ``Retry-After``, to hang, or to
-answer slowly; it counts the calls it receives. It runs in a thread with its own event
+It can be told to fail with 500, to reject with 400, to answer 429 with
+``Retry-After``, to hang, or to answer slowly, for a number of calls or until told
+otherwise; it counts the calls it receives, and notes each call's time and question. It runs in a thread with its own event
 loop, so it keeps answering whatever the test's loop is doing, and processes the test
 starts can reach it too.
 """
@@ -32,14 +33,18 @@ class LMBehaviour:
     """What the server does with the next requests.
 
     Parameters:
-        mode: ``ok``, ``error`` (HTTP 500), ``rate_limit`` (HTTP 429) or ``hang``.
+        mode: ``ok``, ``error`` (HTTP 500), ``bad_request`` (HTTP 400), ``rate_limit``
+            (HTTP 429) or ``hang`` (no answer until the behaviour changes).
         retry_after: seconds sent in ``Retry-After`` with a 429 (default 1).
         delay_s: seconds to wait before answering (default 0).
+        times: calls this behaviour applies to, after which the server answers ``ok``
+            again (default: until changed).
     """
 
     mode: str = "ok"
     retry_after: float = 1.0
     delay_s: float = 0.0
+    times: int | None = None
 
 
 @dataclass
@@ -50,6 +55,8 @@ class FakeLMServer:
     calls: int = 0
     failures: int = 0
     questions: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    call_times: list[float] = field(default_factory=list)
     port: int = 0
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -60,8 +67,12 @@ class FakeLMServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def set(self, **behaviour: Any) -> None:
-        """Change the behaviour (``mode``, ``retry_after``, ``delay_s``)."""
+        """Change the behaviour (``mode``, ``retry_after``, ``delay_s``, ``times``)."""
         self.behaviour = LMBehaviour(**behaviour)
+
+    def calls_for(self, question: str) -> int:
+        """HTTP calls received for ``question`` (answered or not)."""
+        return self.asked.count(question)
 
     def stop(self) -> None:
         """Stop the server and its thread."""
@@ -93,15 +104,29 @@ def _app(state: FakeLMServer) -> Starlette:
     async def chat(request: Request) -> Response:
         body = await request.json()
         state.calls += 1
+        state.call_times.append(time.monotonic())
+        state.asked.append(_answer_text(body)[1])
         behaviour = state.behaviour
+        if behaviour.times is not None:
+            behaviour.times -= 1
+            if behaviour.times <= 0:
+                state.behaviour = LMBehaviour()
         if behaviour.mode == "hang":
-            await asyncio.sleep(3600)
+            while state.behaviour is behaviour:  # until the test changes it
+                await asyncio.sleep(0.01)
+            behaviour = state.behaviour
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
         if behaviour.mode == "error":
             state.failures += 1
             return JSONResponse(
                 {"error": {"message": "injected failure", "type": "server_error"}}, 500
+            )
+        if behaviour.mode == "bad_request":
+            state.failures += 1
+            return JSONResponse(
+                {"error": {"message": "injected bad request", "type": "invalid_request_error"}},
+                400,
             )
         if behaviour.mode == "rate_limit":
             state.failures += 1
@@ -162,7 +187,12 @@ def start_lm_server() -> FakeLMServer:
     """Start a server on a free port of 127.0.0.1, in a thread; returns once it listens."""
     state = FakeLMServer()
     config = uvicorn.Config(
-        _app(state), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        _app(state),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
     state._server = server

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
-from ragbus.config import BusKind, Settings, load_settings
+from ragbus.cli_common import (
+    BusOption,
+    CorpusOption,
+    configure_logging,
+    fail,
+    run,
+    settings_from,
+)
+from ragbus.cli_dlq import app as dlq_app
+from ragbus.config import BusKind
+from ragbus.errors import RagbusError
+from ragbus.events import InvalidEvent, json_schemas
 
 if TYPE_CHECKING:
     from ragbus.client import Answer
-from ragbus.errors import RagbusError
-from ragbus.events import InvalidEvent, describe_validation_error, json_schemas
-
-T = TypeVar("T")
 
 app = typer.Typer(
     name="ragbus",
@@ -29,58 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-BusOption = Annotated[
-    BusKind | None,
-    typer.Option("--bus", help="memory (in-process, default) or rabbitmq; env RAGBUS_BUS."),
-]
-CorpusOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--corpus",
-        help="Folder of .md/.txt/.jsonl documents or an index from `ragbus index`; "
-        "env RAGBUS_CORPUS; default: the bundled ragbus guide.",
-    ),
-]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one clear error line to stderr and exit with ``code`` (default 1)."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def configure_logging(verbose: bool) -> None:
-    """Log warnings (or everything from ragbus with ``verbose``) to stderr."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if verbose:
-        logging.getLogger("ragbus").setLevel(logging.INFO)
-
-
-def settings_from(**overrides: object) -> Settings:
-    """Settings from the environment with command-line overrides; bad values exit clearly."""
-    try:
-        return load_settings(**overrides)
-    except ValidationError as exc:
-        fail(describe_validation_error(exc).replace("invalid event", "invalid setting"))
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine``, turning ragbus's expected errors into one line each."""
-    from ragbus.client import AnswerTimeout
-
-    try:
-        return asyncio.run(coroutine)
-    except ValidationError as exc:
-        fail(describe_validation_error(exc).replace("invalid event: ", ""))
-    except (RagbusError, InvalidEvent, AnswerTimeout) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+app.add_typer(dlq_app, name="dlq")
 
 
 @app.command()

@@ -28,6 +28,7 @@ from ragbus.events import (
     utc_now,
 )
 from ragbus.runtime.runner import Runtime
+from ragbus.runtime.stage import Stage
 
 #: Event types a client follows while it waits for an answer.
 PROGRESS_TYPES = (EventType.DOCUMENTS_RETRIEVED, EventType.ANSWER_GENERATED)
@@ -86,6 +87,8 @@ class Client:
         bus: use this bus instead of building one from ``settings`` (default: build one).
         run_pipeline: run the pipeline's stages in this process (default: only when the
             bus is the memory bus).
+        stages: the stages to run when ``run_pipeline`` (default: the RAG pipeline built
+            from ``settings``).
     """
 
     def __init__(
@@ -94,8 +97,10 @@ class Client:
         *,
         bus: Bus | None = None,
         run_pipeline: bool | None = None,
+        stages: Sequence[Stage] | None = None,
     ) -> None:
         self.settings = settings
+        self.stages = list(stages) if stages is not None else None
         self.bus = bus or make_bus(settings)
         self.run_pipeline = settings.bus is BusKind.MEMORY if run_pipeline is None else run_pipeline
         self.runtime: Runtime | None = None
@@ -121,9 +126,8 @@ class Client:
 
         await self.bus.connect()
         if self.run_pipeline:
-            self.runtime = Runtime(
-                self.bus, rag_pipeline(self.settings), settings=self.settings, sinks=SINKS
-            )
+            stages = self.stages if self.stages is not None else rag_pipeline(self.settings)
+            self.runtime = Runtime(self.bus, stages, settings=self.settings, sinks=SINKS)
             await self.runtime.declare_sinks()
             self.runtime.subscribe()
         self._follow_types.update(follow)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
 from ragbus.errors import ConfigurationError
-from ragbus.ops_http import serve_ops
+from ragbus.ops_http import bound_port, serve_ops
 from ragbus.pipelines.rag import SINKS, STAGE_NAMES, rag_pipeline
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.runner import Runtime
@@ -74,18 +74,22 @@ async def run_worker(
     def health() -> dict[str, object]:
         return {"ok": bus.healthy, "stages": list(stage_names), "worker_id": settings.worker_id}
 
+    serving = (
+        f"worker {settings.worker_id} serving {','.join(stage_names)} "
+        f"on the {settings.bus.value} bus"
+    )
     try:
         await runtime.start()
-        logger.warning(
-            "worker %s serving %s on the %s bus",
-            settings.worker_id,
-            ", ".join(stage_names),
-            settings.bus.value,
-        )
         if port is None:
+            logger.warning("%s; no ops endpoints", serving)
             await stop.wait()
         else:
-            async with serve_ops(health, metrics, host=host, port=port):
+            async with serve_ops(health, metrics, host=host, port=port) as server:
+                # One line that says where /healthz is, also when ``port`` was 0.
+                shown = f"[{host}]" if ":" in host else host
+                logger.warning(
+                    "%s; /healthz and /metrics on http://%s:%d", serving, shown, bound_port(server)
+                )
                 await stop.wait()
         logger.warning("worker %s stopping: draining in-flight events", settings.worker_id)
         await runtime.stop(settings.shutdown_grace_s)

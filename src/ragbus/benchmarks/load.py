@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from ragbus.benchmarks.cpu import CpuMeter
 from ragbus.benchmarks.stats import BenchConfig, BenchResult, summarize
 
 #: Asks question number ``i`` and returns when it is answered.
@@ -28,8 +29,18 @@ def question(number: int) -> str:
     return f"{QUESTIONS[number % len(QUESTIONS)]} (#{number})"
 
 
-async def closed_loop(name: str, ask_one: AskOne, config: BenchConfig) -> BenchResult:
-    """Run ``config.queries`` asks, ``config.concurrency`` at a time; time each one."""
+async def closed_loop(
+    name: str, ask_one: AskOne, config: BenchConfig, *, cpu: CpuMeter | None = None
+) -> BenchResult:
+    """Run ``config.queries`` asks, ``config.concurrency`` at a time; time each one.
+
+    Parameters:
+        name: the contender's name in the result.
+        ask_one: asks one question and returns when it is answered.
+        config: how many questions, how many in flight.
+        cpu: measures CPU time during the run (default: this process only, no broker).
+    """
+    cpu = cpu or CpuMeter()
     latencies: list[float] = []
     errors = 0
     counter = iter(range(config.queries))
@@ -45,6 +56,21 @@ async def closed_loop(name: str, ask_one: AskOne, config: BenchConfig) -> BenchR
             else:
                 latencies.append(time.perf_counter() - started)
 
+    before = cpu.sample()
     started = time.perf_counter()
     await asyncio.gather(*(slot() for _ in range(config.concurrency)))
-    return summarize(name, latencies, time.perf_counter() - started, errors)
+    seconds = time.perf_counter() - started
+    after = cpu.sample()
+    broker_s = (
+        after.broker_s - before.broker_s
+        if after.broker_s is not None and before.broker_s is not None
+        else None
+    )
+    return summarize(
+        name,
+        latencies,
+        seconds,
+        errors,
+        cpu_s=after.pipeline_s - before.pipeline_s,
+        broker_cpu_s=broker_s,
+    )

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PositiveFloat, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     dlq_path: Path = Field(
         default=Path(".ragbus/dlq.sqlite3"), description="memory bus: SQLite file of dead letters"
     )
+    redelivery_delays_s: tuple[PositiveFloat, ...] = Field(
+        default=(1.0, 5.0, 30.0, 120.0),
+        min_length=1,
+        description="delay before redelivery n+1 of a failed event, by attempt (the last "
+        "repeats); RabbitMQ: each is rounded up to one of the bus's delay tiers",
+    )
 
     retry_attempts: int = Field(default=3, ge=1, description="in-process calls per delivery")
     retry_initial_s: float = Field(default=0.1, gt=0, description="first in-process backoff")
@@ -82,6 +88,9 @@ class Settings(BaseSettings):
 
     cache_enabled: bool = Field(default=True, description="cache results and coalesce inputs")
     cache_url: str | None = Field(default=None, description="redis://... to share the cache")
+    cache_namespace: str = Field(
+        default="ragbus", description="prefix of every cache key (several deployments, one Redis)"
+    )
     cache_ttl_s: int = Field(default=3600, ge=1, description="time to live of cached results")
     coalesce_lease_s: float = Field(default=30.0, gt=0, description="cross-worker compute lease")
     dedup: bool = Field(default=True, description="drop redelivered events already processed")

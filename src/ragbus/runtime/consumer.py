@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterReason, InboundMessage, Requeue
 from ragbus.events import Envelope, InvalidEvent, decode_envelope
-from ragbus.runtime.backoff import jittered, redelivery_delay
+from ragbus.runtime.backoff import DELAY_TIERS, jittered, redelivery_delay
 from ragbus.runtime.classify import FailureClass, classify, retry_after
 from ragbus.runtime.deadline import EventExpired
 from ragbus.runtime.dedup import ProcessedEvents
@@ -36,6 +36,8 @@ class StageConsumer:
         processed: the processed-event-id set; a redelivered event the stage already
             finished is dropped (default: no deduplication).
         worker_id: recorded in dead letters (default "").
+        redelivery_delays: seconds before redelivery ``n + 1`` of an event whose delivery
+            ``n`` failed, by ``n``; the last repeats (default :data:`DELAY_TIERS`).
     """
 
     def __init__(
@@ -47,12 +49,14 @@ class StageConsumer:
         middlewares: Sequence[Middleware] = (),
         processed: ProcessedEvents | None = None,
         worker_id: str = "",
+        redelivery_delays: Sequence[float] = DELAY_TIERS,
     ) -> None:
         self.stage = stage
         self.processed = processed
         self.bus = bus
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id
+        self.redelivery_delays = tuple(redelivery_delays)
         self._chain = build_chain(stage, middlewares)
         # label lookups cost more than the updates: bind this stage's series once
         self._in_flight = self.metrics.in_flight.labels(stage.name)
@@ -132,7 +136,9 @@ class StageConsumer:
                 message, DeadLetterReason.FAILED, exc, attempts=envelope.attempt
             )
             return
-        delay = retry_after(exc) or jittered(redelivery_delay(envelope.attempt))
+        delay = retry_after(exc) or jittered(
+            redelivery_delay(envelope.attempt, tiers=self.redelivery_delays)
+        )
         retry = envelope.model_copy(update={"attempt": envelope.attempt + 1})
         logger.info(
             "stage %s: %s attempt %d failed (%r); redelivering in %.1fs",

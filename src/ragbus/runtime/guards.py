@@ -55,7 +55,12 @@ class Guards:
     @classmethod
     def from_settings(cls, settings: Settings, bus: Bus, metrics: Metrics) -> Guards:
         """Guards configured by ``settings``, pausing stages on ``bus``."""
-        cache = SharedCache(settings.cache_url, ttl_s=settings.cache_ttl_s, metrics=metrics)
+        cache = SharedCache(
+            settings.cache_url,
+            ttl_s=settings.cache_ttl_s,
+            namespace=settings.cache_namespace,
+            metrics=metrics,
+        )
         return cls(
             cache=cache,
             board=BreakerBoard(bus, breaker_config(settings), metrics),

@@ -48,6 +48,7 @@ class Runtime:
                 middlewares=self.guards.middlewares(),
                 processed=self.guards.processed,
                 worker_id=self.settings.worker_id,
+                redelivery_delays=self.settings.redelivery_delays_s,
             )
             for stage in self.stages
         }

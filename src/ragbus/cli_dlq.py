@@ -1,0 +1,319 @@
+"""``ragbus dlq``: list, show, replay, purge, export and import dead letters."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason
+from ragbus.bus.factory import make_bus
+from ragbus.bus.memory import MemoryBus
+from ragbus.cli_common import BusOption, configure_logging, fail, run, settings_from
+from ragbus.config import Settings
+from ragbus.dlq import (
+    ReplaySummary,
+    age,
+    export_lines,
+    find,
+    parse_when,
+    question_excerpt,
+    read_export,
+    replay,
+    select,
+)
+from ragbus.pipelines.rag import SINKS, STAGE_NAMES, rag_pipeline
+from ragbus.runtime.runner import Runtime
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Find, inspect, replay, purge, export and import dead letters (per stage).",
+    no_args_is_help=True,
+)
+
+StageOption = Annotated[
+    str | None, typer.Option("--stage", help=f"Only this stage ({', '.join(STAGE_NAMES)}).")
+]
+ReasonOption = Annotated[
+    DeadLetterReason | None, typer.Option("--reason", help="Only this failure reason.")
+]
+ErrorTypeOption = Annotated[
+    str | None, typer.Option("--error-type", help="Only this exception type, e.g. TimeoutError.")
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since", help="Failed at or after: ISO time (UTC if no zone) or an age: 10m, 2h."
+    ),
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="Failed at or before: ISO time or an age.")
+]
+CorrelationOption = Annotated[
+    str | None, typer.Option("--correlation-id", help="Only the events of this query.")
+]
+LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")]
+
+
+def build_filter(
+    stage: str | None,
+    reason: DeadLetterReason | None,
+    error_type: str | None,
+    since: str | None,
+    until: str | None,
+    correlation_id: str | None,
+    limit: int | None,
+) -> DeadLetterFilter:
+    """The filter the options describe; a bad time or stage exits with one line."""
+    if stage is not None and stage not in STAGE_NAMES:
+        fail(f"unknown stage {stage!r}; choose from {', '.join(STAGE_NAMES)}")
+    try:
+        since_at = parse_when(since) if since else None
+        until_at = parse_when(until) if until else None
+    except ValueError as exc:
+        fail(str(exc))
+    return DeadLetterFilter(
+        stage=stage,
+        reason=reason,
+        error_type=error_type,
+        correlation_id=correlation_id,
+        since=since_at,
+        until=until_at,
+        limit=limit,
+    )
+
+
+def with_bus(settings: Settings, work: Callable[[Bus], Awaitable[T]]) -> T:
+    """Connect to the bus ``settings`` name, run ``work`` with it, and disconnect."""
+
+    async def go() -> T:
+        async with make_bus(settings) as bus:
+            return await work(bus)
+
+    return run(go())
+
+
+@contextlib.asynccontextmanager
+async def embedded_pipeline(bus: Bus, settings: Settings, *, active: bool) -> AsyncIterator[None]:
+    """On the memory bus, run the pipeline's stages in this process while the block runs
+    and until every replayed event is handled: there are no workers elsewhere. On
+    RabbitMQ (or when not ``active``) do nothing; the workers handle the replays."""
+    if not active or not isinstance(bus, MemoryBus):
+        yield
+        return
+    runtime = Runtime(bus, rag_pipeline(settings), settings=settings, sinks=SINKS)
+    await runtime.start()
+    try:
+        yield
+        await bus.drain()
+    finally:
+        await runtime.stop(settings.shutdown_grace_s)
+
+
+def render_table(letters: list[DeadLetter]) -> str:
+    """Dead letters as a table for a terminal."""
+    if not letters:
+        return "no dead letters"
+    now = datetime.now().astimezone()
+    rows = [("ID", "STAGE", "REASON", "ERROR", "ATTEMPTS", "AGE", "QUESTION")]
+    for letter in letters:
+        error = (
+            f"{letter.error_type}: {letter.error_message}"
+            if letter.error_type
+            else letter.error_message
+        )
+        error = " ".join(error.split())
+        rows.append(
+            (
+                str(letter.id)[:8],
+                letter.stage,
+                letter.reason.value,
+                error if len(error) <= 48 else error[:47] + "…",
+                str(letter.attempts),
+                age(letter.last_failed_at, now=now),
+                question_excerpt(letter),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.append(f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@app.command("list")
+def list_letters(
+    stage: StageOption = None,
+    reason: ReasonOption = None,
+    error_type: ErrorTypeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    correlation_id: CorrelationOption = None,
+    limit: LimitOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    bus: BusOption = None,
+) -> None:
+    """List dead letters, oldest first. Changes nothing."""
+    configure_logging(False)
+    settings = settings_from(bus=bus)
+    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
+    letters = with_bus(settings, lambda connected: select(connected, where, STAGE_NAMES))
+    if as_json:
+        for line in export_lines(letters):
+            typer.echo(line)
+    else:
+        typer.echo(render_table(letters))
+
+
+@app.command()
+def show(
+    letter_id: Annotated[
+        str, typer.Argument(help="The dead letter's id, or its first characters.")
+    ],
+    bus: BusOption = None,
+) -> None:
+    """Print one dead letter whole: the original event and its failure record."""
+    configure_logging(False)
+    settings = settings_from(bus=bus)
+    letters = with_bus(
+        settings, lambda connected: select(connected, DeadLetterFilter(), STAGE_NAMES)
+    )
+    try:
+        letter = find(letters, letter_id)
+    except LookupError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(letter.model_dump(mode="json"), indent=2))
+
+
+@app.command("replay")
+def replay_letters(
+    stage: StageOption = None,
+    reason: ReasonOption = None,
+    error_type: ErrorTypeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    correlation_id: CorrelationOption = None,
+    limit: LimitOption = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=0.01, help="At most this many events per second.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be replayed; change nothing.")
+    ] = False,
+    bus: BusOption = None,
+) -> None:
+    """Republish matching dead events to their own stage, attempt reset, replays counted.
+
+    Each dead letter is removed only after the broker confirmed its republish. On the
+    memory bus the stages run in this command until the replayed events are handled.
+    """
+    configure_logging(False)
+    settings = settings_from(bus=bus)
+    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
+
+    async def work(connected: Bus) -> tuple[int, ReplaySummary]:
+        letters = await select(connected, where, STAGE_NAMES)
+        async with embedded_pipeline(connected, settings, active=not dry_run):
+            if len(letters) < 20:
+                return len(letters), await replay(connected, letters, rate=rate, dry_run=dry_run)
+            with typer.progressbar(length=len(letters), label="replaying") as bar:
+                summary = await replay(
+                    connected, letters, rate=rate, dry_run=dry_run, progress=lambda _: bar.update(1)
+                )
+            return len(letters), summary
+
+    total, summary = with_bus(settings, work)
+    for problem in summary.problems:
+        typer.echo(problem, err=True)
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(
+        f"{verb} {summary.replayed}, skipped {summary.skipped}, "
+        f"failed {summary.failed} of {total} dead letters"
+    )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def purge(
+    stage: StageOption = None,
+    reason: ReasonOption = None,
+    error_type: ErrorTypeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    correlation_id: CorrelationOption = None,
+    limit: LimitOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    bus: BusOption = None,
+) -> None:
+    """Delete matching dead letters for good (asks first unless --yes)."""
+    configure_logging(False)
+    settings = settings_from(bus=bus)
+    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
+    letters = with_bus(settings, lambda connected: select(connected, where, STAGE_NAMES))
+    if not letters:
+        typer.echo("no dead letters match")
+        return
+    if not yes and not typer.confirm(f"Delete {len(letters)} dead letters for good?"):
+        fail("nothing deleted")
+    removed = with_bus(
+        settings, lambda connected: connected.remove_dead_letters([letter.id for letter in letters])
+    )
+    typer.echo(f"deleted {removed} dead letters")
+
+
+@app.command("export")
+def export_letters(
+    file: Annotated[Path, typer.Argument(help="Where to write them, as JSON lines ('-': stdout).")],
+    stage: StageOption = None,
+    reason: ReasonOption = None,
+    error_type: ErrorTypeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    correlation_id: CorrelationOption = None,
+    limit: LimitOption = None,
+    bus: BusOption = None,
+) -> None:
+    """Write matching dead letters to a JSON-lines file. Changes nothing."""
+    configure_logging(False)
+    settings = settings_from(bus=bus)
+    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
+    letters = with_bus(settings, lambda connected: select(connected, where, STAGE_NAMES))
+    text = "".join(f"{line}\n" for line in export_lines(letters))
+    if str(file) == "-":
+        typer.echo(text, nl=False)
+        return
+    file.write_text(text)
+    typer.echo(f"exported {len(letters)} dead letters to {file}")
+
+
+@app.command("import")
+def import_letters(
+    file: Annotated[Path, typer.Argument(help="A JSON-lines file from `ragbus dlq export`.")],
+    bus: BusOption = None,
+) -> None:
+    """Add the dead letters of an export to this environment's dead-letter queues."""
+    configure_logging(False)
+    settings = settings_from(bus=bus)
+    if not file.exists():
+        fail(f"file does not exist: {file}")
+    try:
+        letters = read_export(file)
+    except ValueError as exc:
+        fail(str(exc))
+
+    async def work(connected: Bus) -> int:
+        for letter in letters:
+            await connected.dead_letter(letter)
+        return len(letters)
+
+    count = with_bus(settings, work)
+    typer.echo(f"imported {count} dead letters from {file}")
