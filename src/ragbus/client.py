@@ -89,6 +89,9 @@ class Client:
             bus is the memory bus).
         stages: the stages to run when ``run_pipeline`` (default: the RAG pipeline built
             from ``settings``).
+        follow_progress: also receive each question's intermediate events
+            (``documents_retrieved``) into :attr:`Answer.progress` (default True; off,
+            only answers reach this client, which is cheaper under load).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Client:
         bus: Bus | None = None,
         run_pipeline: bool | None = None,
         stages: Sequence[Stage] | None = None,
+        follow_progress: bool = True,
     ) -> None:
         self.settings = settings
         self.stages = list(stages) if stages is not None else None
@@ -106,7 +110,9 @@ class Client:
         self.runtime: Runtime | None = None
         self._listener = _Listener()
         self._group = f"client-{uuid.uuid4().hex[:12]}"
-        self._follow_types: set[str] = set(PROGRESS_TYPES)
+        self._follow_types: set[str] = (
+            set(PROGRESS_TYPES) if follow_progress else {EventType.ANSWER_GENERATED}
+        )
         self._open = False
 
     async def __aenter__(self) -> Client:

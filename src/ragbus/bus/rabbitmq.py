@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,6 +246,27 @@ class RabbitMQBus(Bus):
         if self._started:
             self._spawn(self._open_stage(subscription), name=f"ragbus:open:{stage}")
 
+    @contextlib.asynccontextmanager
+    async def _topology_channel(self, what: str) -> AsyncIterator[Any]:
+        """A plain channel with the exchange declared, for declaring ``what``; a queue that
+        exists with other arguments becomes a :class:`BusError`."""
+        connection = self._require_connection()
+        if connection.transport is None:
+            raise BusError("not connected to the broker")
+        channel = await connection.transport.connection.channel(publisher_confirms=False)
+        try:
+            await channel.exchange_declare(
+                self.topology.exchange, exchange_type=ExchangeType.TOPIC.value, durable=True
+            )
+            yield channel
+        except ChannelPreconditionFailed as exc:
+            raise BusError(
+                f"a queue or exchange of {what} exists with other arguments: {exc}"
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
     async def declare_sink(
         self,
         name: str,
@@ -256,43 +277,25 @@ class RabbitMQBus(Bus):
     ) -> None:
         """Declare the bounded queue ``<prefix>.<name>`` bound to ``event_types``; see
         :meth:`Bus.declare_sink`."""
-        connection = self._require_connection()
-        if connection.transport is None:
-            raise BusError("not connected to the broker")
         topology = self.topology
-        channel = await connection.transport.connection.channel(publisher_confirms=False)
-        try:
-            await channel.exchange_declare(
-                topology.exchange, exchange_type=ExchangeType.TOPIC.value, durable=True
-            )
+        async with self._topology_channel(f"sink {name!r}") as channel:
             queue = topology.sink_queue(name)
             await channel.queue_declare(
                 queue, durable=True, arguments=topology.sink_arguments(max_length, ttl_s)
             )
             for event_type in event_types:
                 await channel.queue_bind(queue, topology.exchange, routing_key=event_type)
-        except ChannelPreconditionFailed as exc:
-            raise BusError(f"sink {queue} exists with other arguments: {exc}") from exc
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
 
     async def declare(self, stage: str, event_types: Sequence[str]) -> None:
         """Declare ``stage``'s queues (stage queue and its bindings, DLQ, retry queues)
         without consuming. Idempotent; raises :class:`BusError` if a queue exists with
         other arguments."""
-        connection = self._require_connection()
-        if connection.transport is None:
-            raise BusError("not connected to the broker")
         topology = self.topology
-        channel = await connection.transport.connection.channel(publisher_confirms=False)
-        try:
-            await channel.exchange_declare(
-                topology.exchange, exchange_type=ExchangeType.TOPIC.value, durable=True
-            )
-            dlq = topology.dead_letter_queue(stage)
+        async with self._topology_channel(f"stage {stage!r}") as channel:
             await channel.queue_declare(
-                dlq, durable=True, arguments=topology.dead_letter_arguments()
+                topology.dead_letter_queue(stage),
+                durable=True,
+                arguments=topology.dead_letter_arguments(),
             )
             for tier in topology.delay_tiers:
                 await channel.queue_declare(
@@ -306,13 +309,6 @@ class RabbitMQBus(Bus):
             )
             for event_type in event_types:
                 await channel.queue_bind(queue, topology.exchange, routing_key=event_type)
-        except ChannelPreconditionFailed as exc:
-            raise BusError(
-                f"a queue or exchange of stage {stage!r} exists with other arguments: {exc}"
-            ) from exc
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
         self._known_stages.add(stage)
         self._dlq_declared.add(stage)
 
