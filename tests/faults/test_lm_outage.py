@@ -1,0 +1,101 @@
+"""An LM outage in the middle of a run: the breaker pauses generate, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from ragbus.bus.base import DeadLetterFilter
+from ragbus.client import Answer, Client
+from ragbus.runtime.breaker import BreakerState
+from tests.conftest import BusFactory
+from tests.faults.support import QUESTION, bus_options, fault_settings, metric, wait_until
+from tests.lm_server import FakeLMServer
+
+pytestmark = pytest.mark.timeout(60)
+
+QUERIES = 200
+#: How long the LM stays down.
+OUTAGE_S = 2.5
+#: The LM's latency when it is up.
+LATENCY_S = 0.02
+
+
+def breaker_state(client: Client) -> float:
+    return metric(client, "ragbus_breaker_state", dependency="lm")
+
+
+@pytest.mark.parametrize("outage", ["error", "hang"])
+async def test_lm_outage_opens_the_breaker_and_every_query_is_answered(
+    make_bus: BusFactory,
+    bus_kind: str,
+    tmp_path: Path,
+    lm: FakeLMServer,
+    outage: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ragbus")
+    settings = fault_settings(
+        tmp_path,
+        lm,
+        concurrency=8,
+        stage_timeout_s=0.5,  # a hanging LM call fails (transient) after this
+        max_attempts=5,
+    )
+    lm.set(delay_s=LATENCY_S)
+    bus = make_bus(**bus_options(bus_kind))
+    loop = asyncio.get_running_loop()
+    answered_at: dict[int, float] = {}
+
+    async with Client(settings, bus=bus, run_pipeline=True) as client:
+
+        async def ask(number: int) -> Answer:
+            answer = await client.ask(f"{QUESTION} (case {number})", timeout=60)
+            answered_at[number] = loop.time()
+            return answer
+
+        tasks = [asyncio.create_task(ask(number)) for number in range(QUERIES)]
+        try:
+            await wait_until(lambda: len(answered_at) >= 30, timeout=20)
+            lm.set(mode=outage)
+            outage_started = loop.time()
+            calls_before = lm.calls
+            await wait_until(lambda: breaker_state(client) == BreakerState.OPEN, timeout=10)
+            assert len(answered_at) < QUERIES  # the outage hit the run in its middle
+            # the outage lasts its full time, whatever the breaker does meanwhile
+            await asyncio.sleep(max(0.0, outage_started + OUTAGE_S - loop.time()))
+            calls_in_outage = lm.calls - calls_before
+            lm.set(delay_s=LATENCY_S)
+            recovered_at = loop.time()
+            answers = await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+        finally:
+            for task in tasks:
+                task.cancel()
+        assert await bus.list_dead_letters(DeadLetterFilter()) == []
+        assert metric(client, "ragbus_dead_lettered_total", stage="generate", reason="failed") == 0
+        assert metric(client, "ragbus_failed_total", stage="generate", failure_class="breaker_open")
+        assert breaker_state(client) == BreakerState.CLOSED
+
+    # every asker got the answer to its own question
+    assert len(answers) == QUERIES
+    assert [a.answer.payload["question"] for a in answers] == [
+        f"{QUESTION} (case {number})" for number in range(QUERIES)
+    ]
+    assert all(a.answer.correlation_id == a.query.id for a in answers)
+    assert all(a.text.startswith("The test LM answers:") for a in answers)
+    # consumption resumed within a second of the LM's return
+    first_after = min(at for at in answered_at.values() if at >= recovered_at)
+    resumed_in = first_after - recovered_at
+    assert resumed_in < 1.0, f"first answer {resumed_in:.2f}s after the LM came back"
+    # the breaker, not the retries, took the outage: the LM was spared most calls
+    assert calls_in_outage < 60, f"{calls_in_outage} LM calls during the outage"
+    messages = [record.getMessage() for record in caplog.records]
+    assert "breaker lm: CLOSED -> OPEN" in messages
+    assert "breaker lm: HALF_OPEN -> CLOSED" in messages
+    print(  # shown with -s: how the run went
+        f"{bus_kind}/{outage}: resumed {resumed_in:.3f}s after recovery, "
+        f"{calls_in_outage} LM calls in the {OUTAGE_S}s outage, {lm.calls} in all"
+    )
