@@ -2,9 +2,9 @@
 
 It can be told to fail with 500, to reject with 400, to answer 429 with
 ``Retry-After``, to hang, or to answer slowly, for a number of calls or until told
-otherwise; it counts the calls it receives, and notes each call's time and question. It runs in a thread with its own event
-loop, so it keeps answering whatever the test's loop is doing, and processes the test
-starts can reach it too.
+otherwise; it counts the calls it receives, and notes each call's time and question.
+It runs in a thread with its own event loop, so it keeps answering whatever the test's
+loop is doing, and processes the test starts can reach it too.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class FakeLMServer:
         return self.asked.count(question)
 
     def stop(self) -> None:
-        """Stop the server and its thread."""
+        """Stop the server and its thread (hanging calls are let go first)."""
+        self.behaviour = LMBehaviour()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

@@ -206,6 +206,44 @@ def worker(
 
 
 @app.command()
+def serve(
+    bus: BusOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to bind; env RAGBUS_GATEWAY_HOST (default 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="TCP port; env RAGBUS_GATEWAY_PORT (default 8000)."),
+    ] = None,
+    corpus: CorpusOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Serve the HTTP gateway: a chat page on /, /v1/ask, /v1/ask/stream (SSE), /v1/ws
+    (WebSocket), /v1/events, /healthz, /readyz, /metrics and /openapi.json.
+
+    On the memory bus (the default) the pipeline runs in this process; on RabbitMQ the
+    gateway talks to the workers (set RAGBUS_STREAM_TOKENS=true on generate workers to
+    stream answer tokens). RAGBUS_API_TOKEN turns on bearer-token auth.
+    """
+    from ragbus.gateway import serve as serve_gateway
+
+    configure_logging(verbose)
+    if corpus is not None and not corpus.exists():
+        fail(f"corpus path does not exist: {corpus}")
+    settings = settings_from(bus=bus, corpus=corpus, gateway_host=host, gateway_port=port)
+    typer.echo(
+        f"ragbus gateway on http://{settings.gateway_host}:{settings.gateway_port}/ "
+        f"({settings.bus.value} bus)",
+        err=True,
+    )
+    try:
+        serve_gateway(settings)
+    except (RagbusError, OSError) as exc:
+        fail(str(exc))
+
+
+@app.command()
 def publish(
     events: Annotated[
         list[str] | None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from ragbus.events import (
     Envelope,
     EventType,
     QueryReceived,
+    Turn,
     new_event,
     utc_now,
 )
@@ -92,6 +93,14 @@ class Client:
         follow_progress: also receive each question's intermediate events
             (``documents_retrieved``) into :attr:`Answer.progress` (default True; off,
             only answers reach this client, which is cheaper under load).
+        follow_tokens: also receive each question's ``answer_token`` events, for
+            :meth:`stream`; the embedded pipeline, if any, then streams its answers
+            (default False: tokens cost the generate stage time; on RabbitMQ the workers
+            stream when ``RAGBUS_STREAM_TOKENS`` is true).
+        listen_concurrency: events this client's listener takes at once (RabbitMQ: its
+            prefetch); default 64, or 1024 with ``follow_tokens``: every question then
+            brings dozens of tokens, and a listener that takes too few at a time falls
+            behind the generate stage and drops them.
     """
 
     def __init__(
@@ -102,6 +111,8 @@ class Client:
         run_pipeline: bool | None = None,
         stages: Sequence[Stage] | None = None,
         follow_progress: bool = True,
+        follow_tokens: bool = False,
+        listen_concurrency: int | None = None,
     ) -> None:
         self.settings = settings
         self.stages = list(stages) if stages is not None else None
@@ -113,6 +124,12 @@ class Client:
         self._follow_types: set[str] = (
             set(PROGRESS_TYPES) if follow_progress else {EventType.ANSWER_GENERATED}
         )
+        self.follow_tokens = follow_tokens
+        if listen_concurrency is None:
+            listen_concurrency = 1024 if follow_tokens else 64
+        self._listen_concurrency = listen_concurrency
+        if follow_tokens:
+            self._follow_types.add(EventType.ANSWER_TOKEN)
         self._open = False
 
     async def __aenter__(self) -> Client:
@@ -121,6 +138,11 @@ class Client:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` succeeded and :meth:`close` was not called since."""
+        return self._open
 
     async def open(self, *, follow: Sequence[str] = ()) -> None:
         """Connect, start the embedded stages if any, and start listening.
@@ -132,7 +154,11 @@ class Client:
 
         await self.bus.connect()
         if self.run_pipeline:
-            stages = self.stages if self.stages is not None else rag_pipeline(self.settings)
+            stages = self.stages
+            if stages is None:
+                streams = self.follow_tokens or self.settings.stream_tokens
+                emit = self.bus.publish_transient if streams else None
+                stages = rag_pipeline(self.settings, emit=emit)
             self.runtime = Runtime(self.bus, stages, settings=self.settings, sinks=SINKS)
             await self.runtime.declare_sinks()
             self.runtime.subscribe()
@@ -141,7 +167,7 @@ class Client:
             self._group,
             sorted(self._follow_types),
             self._listener,
-            concurrency=64,
+            concurrency=self._listen_concurrency,
             ephemeral=True,
         )
         await self.bus.start()
@@ -174,6 +200,7 @@ class Client:
         question: str,
         *,
         k: int | None = None,
+        history: Iterable[Turn] = (),
         timeout: float = 60.0,
     ) -> Answer:
         """Ask ``question`` and wait for its answer (never another caller's).
@@ -181,16 +208,14 @@ class Client:
         Parameters:
             question: the question, 1..4000 characters.
             k: passages to retrieve (default: the retrieve stage's setting).
+            history: earlier turns of the conversation, at most 20 (default none).
             timeout: seconds to wait; also the query's deadline (default 60).
 
         Raises:
             AnswerTimeout: no answer within ``timeout``.
             pydantic.ValidationError: the question breaks the payload's limits.
         """
-        payload = QueryReceived(question=question, k=k)
-        query = new_event(
-            EventType.QUERY_RECEIVED, payload, deadline=utc_now() + timedelta(seconds=timeout)
-        )
+        query = _query(question, k=k, history=history, timeout=timeout)
         inbox: asyncio.Queue[Envelope] = asyncio.Queue()
         self._listener.by_correlation[query.id] = inbox
         progress: list[Envelope] = []
@@ -201,9 +226,55 @@ class Client:
                     event = await inbox.get()
                     if event.type == EventType.ANSWER_GENERATED:
                         return Answer(query=query, answer=event, progress=progress)
-                    progress.append(event)
+                    if event.type != EventType.ANSWER_TOKEN:
+                        progress.append(event)
         except TimeoutError:
             raise AnswerTimeout(f"no answer within {timeout:g}s") from None
+        finally:
+            self._listener.by_correlation.pop(query.id, None)
+
+    async def stream(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        history: Iterable[Turn] = (),
+        timeout: float = 60.0,
+    ) -> AsyncGenerator[Envelope, None]:
+        """Ask ``question`` and yield its events as they arrive: first the
+        ``query_received`` as published, then ``documents_retrieved``, the
+        ``answer_token`` events (with ``follow_tokens``; none for a cached answer), and
+        last ``answer_generated``. Close the iterator early (``contextlib.aclosing``) to
+        stop waiting; nothing is left behind.
+
+        Parameters:
+            question: the question, 1..4000 characters.
+            k: passages to retrieve (default: the retrieve stage's setting).
+            history: earlier turns of the conversation, at most 20 (default none).
+            timeout: seconds to wait for the answer in all; also the query's deadline
+                (default 60).
+
+        Raises:
+            AnswerTimeout: no answer within ``timeout``.
+            pydantic.ValidationError: the question breaks the payload's limits.
+        """
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + timeout
+        query = _query(question, k=k, history=history, timeout=timeout)
+        inbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._listener.by_correlation[query.id] = inbox
+        try:
+            await self.bus.publish(query)
+            yield query
+            while True:
+                try:
+                    async with asyncio.timeout_at(ends):
+                        event = await inbox.get()
+                except TimeoutError:
+                    raise AnswerTimeout(f"no answer within {timeout:g}s") from None
+                yield event
+                if event.type == EventType.ANSWER_GENERATED:
+                    return
         finally:
             self._listener.by_correlation.pop(query.id, None)
 
@@ -221,3 +292,11 @@ class Client:
                 yield await queue.get()
         finally:
             self._listener.followers.remove(entry)
+
+
+def _query(question: str, *, k: int | None, history: Iterable[Turn], timeout: float) -> Envelope:
+    """A new ``query_received`` event whose deadline is ``timeout`` seconds from now."""
+    payload = QueryReceived(question=question, k=k, history=list(history))
+    return new_event(
+        EventType.QUERY_RECEIVED, payload, deadline=utc_now() + timedelta(seconds=timeout)
+    )

@@ -32,6 +32,7 @@ class EventType(StrEnum):
     QUERY_RECEIVED = "query_received"
     DOCUMENTS_RETRIEVED = "documents_retrieved"
     ANSWER_GENERATED = "answer_generated"
+    ANSWER_TOKEN = "answer_token"
 
 
 class InvalidEvent(ValueError):
@@ -107,13 +108,35 @@ class AnswerGenerated(_Strict):
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
-Payload = QueryReceived | DocumentsRetrieved | AnswerGenerated
+class AnswerToken(_Strict):
+    """A piece of an answer while the generate stage writes it: a *transient* event.
+
+    Transient events are interim progress for clients that stream (the gateway): they are
+    not persisted, not confirmed as routed, dropped when nobody listens, and never
+    retried or dead-lettered. ``answer_generated`` stays the authoritative result; in the
+    normal case the ``text`` of a question's tokens, in ``sequence`` order, concatenates to
+    its ``answer``. A cached or coalesced answer comes without tokens, and a retried call
+    may send a sequence again: consumers drop a ``sequence`` they already have.
+
+    Parameters:
+        sequence: position of this piece in the answer, from 0.
+        text: the piece (a delta, often a few words), at most 20,000 characters.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    sequence: int = Field(ge=0)
+    text: str = Field(max_length=MAX_ANSWER_CHARS)
+
+
+Payload = QueryReceived | DocumentsRetrieved | AnswerGenerated | AnswerToken
 
 #: The payload model for each event type. Extend it to add event types.
 PAYLOAD_MODELS: Final[dict[str, type[BaseModel]]] = {
     EventType.QUERY_RECEIVED: QueryReceived,
     EventType.DOCUMENTS_RETRIEVED: DocumentsRetrieved,
     EventType.ANSWER_GENERATED: AnswerGenerated,
+    EventType.ANSWER_TOKEN: AnswerToken,
 }
 
 #: Current schema version of each payload.
@@ -140,13 +163,21 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def derived_event_id(causation_id: uuid.UUID, event_type: str) -> uuid.UUID:
+def derived_event_id(
+    causation_id: uuid.UUID, event_type: str, part: str | int | None = None
+) -> uuid.UUID:
     """The deterministic id of the event of ``event_type`` produced from ``causation_id``.
 
     A redelivered input therefore yields an output with the same id, and consumers
     drop the duplicate.
+
+    Parameters:
+        causation_id: the id of the input event.
+        event_type: the output's type.
+        part: which of several outputs of one type this is, e.g. a token's sequence
+            number: the name becomes ``f"{event_type}:{part}"`` (default: the only one).
     """
-    return uuid.uuid5(causation_id, event_type)
+    return uuid.uuid5(causation_id, event_type if part is None else f"{event_type}:{part}")
 
 
 class Envelope(BaseModel):
@@ -218,11 +249,25 @@ class Envelope(BaseModel):
         """The payload as its pydantic model (``QueryReceived``, ...)."""
         return PAYLOAD_MODELS[self.type].model_validate(self.payload)
 
-    def derive(self, event_type: str, payload: BaseModel | dict[str, Any]) -> Envelope:
+    def derive(
+        self,
+        event_type: str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        part: str | int | None = None,
+    ) -> Envelope:
         """A new event produced from this one: deterministic id, same correlation and
-        deadline, ``causation_id`` = this id, ``attempt`` reset to 1."""
+        deadline, ``causation_id`` = this id, ``attempt`` reset to 1.
+
+        Parameters:
+            event_type: the new event's type.
+            payload: its payload (a model or a dict).
+            part: distinguishes several events of one type produced from this one, e.g.
+                a token's sequence number (default: none, the only one); see
+                :func:`derived_event_id`.
+        """
         return Envelope(
-            id=derived_event_id(self.id, event_type),
+            id=derived_event_id(self.id, event_type, part),
             type=event_type,
             correlation_id=self.correlation,
             causation_id=self.id,

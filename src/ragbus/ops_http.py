@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import uvicorn
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ragbus.errors import ConfigurationError
 from ragbus.runtime.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -48,12 +50,22 @@ async def serve_ops(
         metrics: the metrics to export.
         host: interface to bind (default 127.0.0.1).
         port: TCP port (default 9100; 0 picks a free one).
+
+    Raises :class:`~ragbus.errors.ConfigurationError` when ``host:port`` cannot be bound.
     """
     config = uvicorn.Config(
         ops_app(health, metrics), host=host, port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="ragbus:ops-http")
+    # Bind here rather than in uvicorn, which exits the process when it cannot bind.
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve /healthz and /metrics on {host}:{port}: {exc.strerror or exc}"
+        ) from exc
+    task = asyncio.create_task(server.serve(sockets=[listening]), name="ragbus:ops-http")
     while not server.started:
         if task.done():
             task.result()  # raises the bind error

@@ -7,6 +7,7 @@ period, then exits 0; what is unfinished is redelivered to another worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
 from ragbus.errors import ConfigurationError
+from ragbus.handlers import Emit
 from ragbus.ops_http import bound_port, serve_ops
 from ragbus.pipelines.rag import SINKS, STAGE_NAMES, rag_pipeline
 from ragbus.runtime.metrics import Metrics
@@ -39,9 +41,17 @@ def parse_stages(spec: str) -> list[str]:
     return names
 
 
-def select_stages(settings: Settings, names: Sequence[str]) -> list[Stage]:
-    """The pipeline's stages called ``names``."""
-    return [stage for stage in rag_pipeline(settings) if stage.name in names]
+def select_stages(
+    settings: Settings, names: Sequence[str], *, emit: Emit | None = None
+) -> list[Stage]:
+    """The pipeline's stages called ``names``.
+
+    Parameters:
+        settings: the pipeline's configuration.
+        names: the stages to keep.
+        emit: publishes transient events (answer tokens); default none, no streaming.
+    """
+    return [stage for stage in rag_pipeline(settings, emit=emit) if stage.name in names]
 
 
 async def run_worker(
@@ -65,34 +75,42 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    stages = select_stages(settings, stage_names)
     bus = make_bus(settings)
+    stages = select_stages(
+        settings, stage_names, emit=bus.publish_transient if settings.stream_tokens else None
+    )
     metrics = Metrics()
     runtime = Runtime(bus, stages, settings=settings, metrics=metrics, sinks=SINKS)
     await bus.connect()
 
+    consuming = False
+
     def health() -> dict[str, object]:
-        return {"ok": bus.healthy, "stages": list(stage_names), "worker_id": settings.worker_id}
+        ok = consuming and bus.healthy
+        return {"ok": ok, "stages": list(stage_names), "worker_id": settings.worker_id}
 
     serving = (
         f"worker {settings.worker_id} serving {','.join(stage_names)} "
         f"on the {settings.bus.value} bus"
     )
     try:
-        await runtime.start()
-        if port is None:
-            logger.warning("%s; no ops endpoints", serving)
-            await stop.wait()
-        else:
-            async with serve_ops(health, metrics, host=host, port=port) as server:
-                # One line that says where /healthz is, also when ``port`` was 0.
-                shown = f"[{host}]" if ":" in host else host
-                logger.warning(
-                    "%s; /healthz and /metrics on http://%s:%d", serving, shown, bound_port(server)
+        async with contextlib.AsyncExitStack() as stack:
+            where = "no ops endpoints"
+            if port is not None:
+                # Bound before consuming: a port in use stops the worker before it takes
+                # any event; the endpoints stay up while the worker drains.
+                server = await stack.enter_async_context(
+                    serve_ops(health, metrics, host=host, port=port)
                 )
-                await stop.wait()
-        logger.warning("worker %s stopping: draining in-flight events", settings.worker_id)
-        await runtime.stop(settings.shutdown_grace_s)
+                shown = f"[{host}]" if ":" in host else host
+                where = f"/healthz and /metrics on http://{shown}:{bound_port(server)}"
+            await runtime.start()
+            consuming = True
+            # One line that says where /healthz is, also when ``port`` was 0.
+            logger.warning("%s; %s", serving, where)
+            await stop.wait()
+            logger.warning("worker %s stopping: draining in-flight events", settings.worker_id)
+            await runtime.stop(settings.shutdown_grace_s)
     finally:
         await bus.close()
         for signum in (signal.SIGTERM, signal.SIGINT):

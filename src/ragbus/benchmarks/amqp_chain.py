@@ -26,6 +26,10 @@ QUORUM_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
 #: Arguments of the collector's exclusive queue (ragbus's client uses the same).
 COLLECTOR_ARGUMENTS: dict[str, Any] = {"x-queue-type": "classic"}
 
+#: Names of the two anchors in results.
+AIOPIKA_NAME = "anchor: raw aio-pika chain"
+FASTSTREAM_NAME = "anchor: FastStream chain"
+
 #: The event type the collector consumes.
 ANSWER_TYPE = EventType.ANSWER_GENERATED.value
 

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from ragbus.benchmarks.load import closed_loop, question
-from ragbus.benchmarks.stats import BenchConfig, BenchResult
+from ragbus.benchmarks.load import AskOne, question
 from ragbus.events import Envelope, EventType, QueryReceived, new_event
 from ragbus.runtime.stage import Handler
 
+#: The contender's name in results.
+NAME = "anchor: 3 asyncio.Queues"
 
-async def run_memory_anchor(
-    retrieve: Handler, generate: Handler, config: BenchConfig
-) -> BenchResult:
-    """Benchmark the hand-written chain ``queries -> retrieve -> generate -> answers``."""
-    queries: asyncio.Queue[str] = asyncio.Queue(maxsize=config.concurrency)
-    retrieved: asyncio.Queue[str] = asyncio.Queue(maxsize=config.concurrency)
-    answers: asyncio.Queue[str] = asyncio.Queue(maxsize=config.concurrency)
+
+@asynccontextmanager
+async def memory_chain(
+    retrieve: Handler, generate: Handler, concurrency: int
+) -> AsyncIterator[AskOne]:
+    """The hand-written chain ``queries -> retrieve -> generate -> answers``, running
+    while the context is open; yields its ``ask_one``.
+
+    Parameters:
+        retrieve, generate: the pipeline's handlers (``rag_pipeline(settings)``).
+        concurrency: each queue's bound, and the worker tasks per stage.
+    """
+    queries: asyncio.Queue[str] = asyncio.Queue(maxsize=concurrency)
+    retrieved: asyncio.Queue[str] = asyncio.Queue(maxsize=concurrency)
+    answers: asyncio.Queue[str] = asyncio.Queue(maxsize=concurrency)
     waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def worker(
@@ -50,11 +61,12 @@ async def run_memory_anchor(
         return await future
 
     tasks = [asyncio.create_task(collector())]
-    for _ in range(config.concurrency):
+    for _ in range(concurrency):
         tasks.append(asyncio.create_task(worker(retrieve, queries, retrieved)))
         tasks.append(asyncio.create_task(worker(generate, retrieved, answers)))
     try:
-        return await closed_loop("anchor: 3 asyncio.Queues", ask_one, config)
+        await ask_one(-1)  # warm up, outside the timed run
+        yield ask_one
     finally:
         for task in tasks:
             task.cancel()

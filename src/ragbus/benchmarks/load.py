@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
-from ragbus.benchmarks.cpu import CpuMeter
-from ragbus.benchmarks.stats import BenchConfig, BenchResult, summarize
+#: Seconds a question may take (also its deadline) before it counts as an error.
+ASK_TIMEOUT_S = 30.0
+
+#: Failed questions after which a batch stops asking (the rest count as failed too): a
+#: broken contender (e.g. its broker restarted) fails fast instead of timing out
+#: question after question.
+MAX_ERRORS = 100
 
 #: Asks question number ``i`` and returns when it is answered.
 AskOne = Callable[[int], Awaitable[object]]
@@ -29,48 +35,51 @@ def question(number: int) -> str:
     return f"{QUESTIONS[number % len(QUESTIONS)]} (#{number})"
 
 
-async def closed_loop(
-    name: str, ask_one: AskOne, config: BenchConfig, *, cpu: CpuMeter | None = None
-) -> BenchResult:
-    """Run ``config.queries`` asks, ``config.concurrency`` at a time; time each one.
+@dataclass
+class Batch:
+    """What one closed-loop batch measured.
 
     Parameters:
-        name: the contender's name in the result.
-        ask_one: asks one question and returns when it is answered.
-        config: how many questions, how many in flight.
-        cpu: measures CPU time during the run (default: this process only, no broker).
+        latencies_s: latency of each answered question, in seconds.
+        errors: questions that failed, timed out or were not asked after too many
+            failures.
+        seconds: wall time of the batch.
     """
-    cpu = cpu or CpuMeter()
-    latencies: list[float] = []
-    errors = 0
-    counter = iter(range(config.queries))
+
+    latencies_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+
+
+async def closed_loop(
+    ask_one: AskOne, numbers: Sequence[int], concurrency: int, *, max_errors: int = MAX_ERRORS
+) -> Batch:
+    """Ask the questions ``numbers``, ``concurrency`` at a time; time each one.
+
+    Parameters:
+        ask_one: asks one question and returns when it is answered.
+        numbers: the question numbers to ask.
+        concurrency: questions in flight at once.
+        max_errors: stop asking after this many failures; the questions not asked
+            count as failed (default :data:`MAX_ERRORS`).
+    """
+    batch = Batch()
+    counter = iter(numbers)
 
     async def slot() -> None:
-        nonlocal errors
         for number in counter:
+            if batch.errors >= max_errors:
+                return
             started = time.perf_counter()
             try:
                 await ask_one(number)
             except Exception:
-                errors += 1
+                batch.errors += 1
             else:
-                latencies.append(time.perf_counter() - started)
+                batch.latencies_s.append(time.perf_counter() - started)
 
-    before = cpu.sample()
     started = time.perf_counter()
-    await asyncio.gather(*(slot() for _ in range(config.concurrency)))
-    seconds = time.perf_counter() - started
-    after = cpu.sample()
-    broker_s = (
-        after.broker_s - before.broker_s
-        if after.broker_s is not None and before.broker_s is not None
-        else None
-    )
-    return summarize(
-        name,
-        latencies,
-        seconds,
-        errors,
-        cpu_s=after.pipeline_s - before.pipeline_s,
-        broker_cpu_s=broker_s,
-    )
+    await asyncio.gather(*(slot() for _ in range(concurrency)))
+    batch.seconds = time.perf_counter() - started
+    batch.errors = len(numbers) - len(batch.latencies_s)
+    return batch

@@ -61,22 +61,25 @@ class Namespace:
         return names
 
 
-async def delete_namespace(url: str, exchange: str, queues: Iterable[str]) -> None:
+async def delete_namespace(url: str, exchange: str | None, queues: Iterable[str]) -> None:
     """Delete ``queues`` (with their messages) and ``exchange``; missing ones are skipped.
 
     Parameters:
         url: the AMQP URL.
-        exchange: the exchange to delete.
+        exchange: the exchange to delete (None: none).
         queues: the queue names to delete.
     """
+    entities = [("queue", name) for name in queues]
+    if exchange:
+        entities.append(("exchange", exchange))
     connection = await aio_pika.connect(url)
     try:
-        for name in [*queues, None]:
+        for kind, name in entities:
             # a failed delete closes the channel: one channel per entity
             channel = await connection.channel(publisher_confirms=False)
             with contextlib.suppress(AMQPError):
-                if name is None:
-                    await channel.exchange_delete(exchange)
+                if kind == "exchange":
+                    await channel.exchange_delete(name)
                 else:
                     await channel.queue_delete(name)
             with contextlib.suppress(AMQPError, RuntimeError):

@@ -31,12 +31,8 @@ async def run_benchmarks(
         return await run_rounds(contenders, config, rounds=rounds)
 
 
-def render_results(
-    results: list[BenchResult], config: BenchConfig, bus: BusKind | None = None
-) -> str:
-    """A text table of ``results`` with ratios to each anchor and to the ideal, and the
-    issue's targets for ``bus`` (default: the bus of the ragbus contender, see
-    :func:`bus_of`)."""
+def render_table(results: list[BenchResult], config: BenchConfig) -> list[str]:
+    """The lines of a text table of ``results``, under a header line describing ``config``."""
     header = (
         f"{config.queries} queries, concurrency {config.concurrency}, "
         f"LM latency {config.lm_latency_ms:g} ms"
@@ -54,6 +50,16 @@ def render_results(
             f"{'-' if cpu is None else f'{cpu:.2f}':>9} "
             f"{'-' if broker is None else f'{broker:.2f}':>12}"
         )
+    return lines
+
+
+def render_results(
+    results: list[BenchResult], config: BenchConfig, bus: BusKind | None = None
+) -> str:
+    """A text table of ``results`` with ratios to each anchor and to the ideal, and the
+    issue's targets for ``bus`` (default: the bus of the ragbus contender, see
+    :func:`bus_of`)."""
+    lines = render_table(results, config)
     ours = results[0]
     for other in results[1:]:
         if other.qps:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ragbus.config import BusKind
+
+
+def ragbus_name(bus: BusKind) -> str:
+    """The name of the ragbus contender on ``bus`` in results."""
+    return f"ragbus ({bus.value} bus)"
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,12 @@ class BenchResult:
         if self.broker_cpu_s is None:
             return None
         return self.broker_cpu_s * 1000 / max(self.queries, 1)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """A result from :meth:`as_dict`'s output (derived figures are ignored)."""
+        names = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         """The figures as plain JSON-able values, with ``qps`` and CPU per query."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ragbus.events import Envelope, utc_now
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +245,27 @@ class Bus(abc.ABC):
             stage: deliver only to this stage's queue (retry, replay); default: every
                 stage subscribed to the event type.
         """
+
+    async def publish_transient(self, envelope: Envelope) -> None:
+        """Publish an interim event (``answer_token``) at most once, best effort.
+
+        Transient events are progress for whoever listens right now: they are not
+        persisted, not confirmed as routed, dropped when nobody listens (or, on the memory
+        bus, when a listener's queue is full), never retried and never dead-lettered. This
+        method never raises, except ``asyncio.CancelledError``: a transient event must
+        never fail the stage that sends it. It is the ``emit`` callback a handler gets
+        (see :data:`ragbus.handlers.emit.Emit`).
+
+        The default publishes with :meth:`publish` and drops any failure; backends
+        override it to skip persistence and routing checks.
+
+        Parameters:
+            envelope: the event.
+        """
+        try:
+            await self.publish(envelope)
+        except Exception as exc:
+            logger.debug("transient %s %s dropped: %r", envelope.type, envelope.id, exc)
 
     @abc.abstractmethod
     async def publish_raw(self, body: bytes, event_type: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragbus.errors import RagbusError
+from ragbus.errors import RagbusError, TransientError
 
 
 class BusError(RagbusError):
@@ -13,5 +13,9 @@ class UnroutableError(BusError):
     """An event reached no queue: no stage consumes its type. Never a silent drop."""
 
 
-class PublishNotConfirmedError(BusError):
-    """The broker did not confirm a publish (nack, or the connection dropped first)."""
+class PublishNotConfirmedError(BusError, TransientError):
+    """The broker did not confirm a publish (nack, or the connection dropped first).
+
+    Transient: the event may or may not have arrived, and trying again is safe because
+    consumers drop duplicates by event id.
+    """

@@ -10,7 +10,11 @@ from ragbus.config import BusKind, Settings
 def make_bus(settings: Settings) -> Bus:
     """A new, unconnected bus of ``settings.bus`` kind, configured from ``settings``."""
     if settings.bus is BusKind.MEMORY:
-        return MemoryBus(queue_size=settings.queue_size, dlq_path=settings.dlq_path)
+        return MemoryBus(
+            queue_size=settings.queue_size,
+            dlq_path=settings.dlq_path,
+            delivery_limit=settings.delivery_limit,
+        )
     from ragbus.bus.rabbitmq import RabbitMQBus
 
     return RabbitMQBus.from_settings(settings)

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 #: (the memory bus's counterpart of a quorum queue's delivery limit).
 DEFAULT_DELIVERY_LIMIT = 20
 
+#: Seconds a transient event waits for room in a full queue before it is dropped; a
+#: queue that made one wait in vain gets no more waits until it has room again.
+TRANSIENT_WAIT_S = 0.25
+
 
 @dataclass(eq=False)
 class _Stage:
@@ -44,6 +48,7 @@ class _Stage:
     resumed: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     dispatcher: asyncio.Task[None] | None = None
+    congested: bool = False
 
     def __post_init__(self) -> None:
         self.resumed.set()
@@ -179,6 +184,34 @@ class MemoryBus(Bus):
         """Put ``envelope`` on the queue of each stage that consumes it (or of ``stage``
         only); waits while a queue is full."""
         await self._enqueue(envelope.encode(), envelope.type, stage)
+
+    async def publish_transient(self, envelope: Envelope) -> None:
+        """Put ``envelope`` on the queue of each stage that consumes it; with no such
+        stage it is dropped (see :meth:`Bus.publish_transient`). A full queue gets
+        :data:`TRANSIENT_WAIT_S` seconds to make room (a busy listener catches up),
+        then the event is dropped, and so are the next ones for that queue until it has
+        room again: a stuck listener never holds a stage up for long."""
+        targets = self._routes.get(envelope.type)
+        if not targets:
+            return
+        body = envelope.encode()
+        for target in targets:
+            message = InboundMessage(body=body, stage=target.name)
+            try:
+                target.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                pass
+            else:
+                target.congested = False
+                continue
+            if not target.congested:
+                try:
+                    async with asyncio.timeout(TRANSIENT_WAIT_S):
+                        await target.queue.put(message)
+                    continue
+                except TimeoutError:
+                    target.congested = True
+            logger.debug("stage %s: queue full, transient %s dropped", target.name, envelope.id)
 
     async def publish_raw(self, body: bytes, event_type: str) -> None:
         """Put an unvalidated body on the queues of the stages consuming ``event_type``."""

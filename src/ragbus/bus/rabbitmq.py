@@ -86,6 +86,10 @@ _MISSES_BEFORE_REBUILD = 2
 #: Seconds to wait for the broker's answer when cancelling or closing during shutdown.
 _RPC_TIMEOUT = 5.0
 
+#: Time to live of a transient event (``answer_token``) in a listener's queue, in ms:
+#: past it, the interim progress is stale and the broker drops it.
+TRANSIENT_TTL_MS = 60_000
+
 
 @dataclass(eq=False)
 class _Subscription:
@@ -166,9 +170,14 @@ class RabbitMQBus(Bus):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RabbitMQBus:
-        """A bus configured from ``settings`` (``amqp_url``, ``exchange``, ``queue_prefix``)."""
+        """A bus configured from ``settings``: ``amqp_url``, ``exchange``, ``queue_prefix``,
+        ``delivery_limit``, and ``redelivery_delays_s`` as the retry queues' delay tiers."""
         return cls(
-            settings.amqp_url, exchange=settings.exchange, queue_prefix=settings.queue_prefix
+            settings.amqp_url,
+            exchange=settings.exchange,
+            queue_prefix=settings.queue_prefix,
+            delivery_limit=settings.delivery_limit,
+            delay_tiers=tuple(settings.redelivery_delays_s),
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -399,6 +408,28 @@ class RabbitMQBus(Bus):
             await self._send(self._require_exchange(), envelope.type, message)
         else:
             await self._send(self._require_default(), self.topology.stage_queue(stage), message)
+
+    async def publish_transient(self, envelope: Envelope) -> None:
+        """Publish ``envelope`` to the exchange non-persistent and not ``mandatory``, with a
+        message TTL of :data:`TRANSIENT_TTL_MS`: a queue bound to its type gets it, else
+        the broker drops it. Failures are logged and dropped (see
+        :meth:`Bus.publish_transient`). It goes through the publisher channel, so a
+        stage's transient events reach a listener before the outputs it publishes next."""
+        try:
+            message = aio_pika.Message(
+                envelope.encode(),
+                content_type="application/json",
+                delivery_mode=DeliveryMode.NOT_PERSISTENT,
+                expiration=TRANSIENT_TTL_MS / 1000,
+                message_id=str(envelope.id),
+                type=envelope.type,
+                correlation_id=str(envelope.correlation_id),
+            )
+            await self._require_exchange().publish(message, envelope.type, mandatory=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.debug("transient %s %s dropped: %r", envelope.type, envelope.id, exc)
 
     async def publish_raw(self, body: bytes, event_type: str) -> None:
         """Publish an unvalidated ``body`` to the exchange under ``event_type`` (confirmed,

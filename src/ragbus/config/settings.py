@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PositiveFloat, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
 OFFLINE_MODEL = "offline/extractive"
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
     queue_size: int = Field(default=1000, ge=1, description="memory bus: bound of each stage queue")
     stage_timeout_s: float = Field(default=60.0, gt=0, description="time limit of one handler call")
     max_attempts: int = Field(default=5, ge=1, description="deliveries of an event before the DLQ")
+    delivery_limit: int = Field(
+        default=20,
+        ge=1,
+        description="deliveries of a message whose handler crashes before the DLQ "
+        "(RabbitMQ: the stage queues' x-delivery-limit; same value on every worker)",
+    )
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="drain time on stop")
     dlq_path: Path = Field(
         default=Path(".ragbus/dlq.sqlite3"), description="memory bus: SQLite file of dead letters"
@@ -96,6 +103,50 @@ class Settings(BaseSettings):
     dedup: bool = Field(default=True, description="drop redelivered events already processed")
 
     worker_id: str = Field(default_factory=_default_worker_id, description="name in dead letters")
+
+    stream_tokens: bool = Field(
+        default=False,
+        description="generate workers publish answer_token events (transient) while they "
+        "generate, for streaming clients such as the gateway",
+    )
+
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="gateway: when set, every API route requires `Authorization: Bearer <token>`",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="gateway: origins allowed by CORS, comma-separated or a JSON list "
+        "(`*` for any); default none",
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="gateway: interface to bind")
+    gateway_port: int = Field(default=8000, ge=0, le=65535, description="gateway: TCP port")
+    gateway_max_body_bytes: int = Field(
+        default=65_536, ge=1024, description="gateway: largest request body or WebSocket message"
+    )
+    gateway_timeout_s: float = Field(
+        default=60.0, gt=0, description="gateway: default wait for an answer (also its deadline)"
+    )
+    gateway_max_timeout_s: float = Field(
+        default=300.0, gt=0, description="gateway: longest wait a request may ask for"
+    )
+    gateway_history_turns: int = Field(
+        default=6, ge=0, le=20, description="gateway: turns of a chat session passed as history"
+    )
+    gateway_sessions: int = Field(
+        default=1000, ge=1, description="gateway: chat sessions kept (least recently used go)"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Accept ``a,b`` as well as a JSON list (``["a", "b"]``) from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
 
 
 def load_settings(**overrides: object) -> Settings:

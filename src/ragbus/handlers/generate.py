@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import time
 from typing import Any, Final
 
 import dspy
+from dspy.streaming import StreamListener, StreamResponse
+from dspy.streaming.streaming_listener import find_predictor_for_stream_listeners
 
 from ragbus.errors import PermanentError
 from ragbus.events import (
@@ -19,7 +23,10 @@ from ragbus.events import (
     Source,
     Turn,
 )
+from ragbus.handlers.emit import Emit, TokenEmitter
 from ragbus.lm import is_extractive, lm_scope
+
+logger = logging.getLogger(__name__)
 
 #: Version of the default prompt (signature and instructions); part of the fingerprint.
 #: Raise it whenever :class:`AnswerQuestion` changes, so cached answers are not reused.
@@ -66,6 +73,37 @@ def _module_description(module: dspy.Module) -> list[dict[str, Any]]:
     return described
 
 
+def _can_stream_answer(module: dspy.Module) -> bool:
+    """Whether a ``StreamListener`` on ``answer`` finds exactly one predictor in ``module``."""
+    try:
+        find_predictor_for_stream_listeners(module, [StreamListener(signature_field_name="answer")])
+    except (ValueError, TypeError):  # no such field (DSPy fails with a TypeError), or two
+        return False
+    return True
+
+
+async def _streamed(
+    module: dspy.Module, inputs: dict[str, Any], tokens: TokenEmitter
+) -> dspy.Prediction:
+    """Call ``module`` with ``inputs`` under ``dspy.streamify``, sending each piece of the
+    ``answer`` field to ``tokens``; returns the final prediction."""
+    program = dspy.streamify(
+        module,
+        stream_listeners=[StreamListener(signature_field_name="answer")],
+        is_async_program=True,
+    )
+    prediction: dspy.Prediction | None = None
+    async with contextlib.aclosing(program(**inputs)) as stream:
+        async for value in stream:
+            if isinstance(value, StreamResponse):
+                await tokens.add(str(value.chunk))
+            elif isinstance(value, dspy.Prediction):
+                prediction = value
+    if prediction is None:
+        raise RuntimeError("the streamed DSPy program ended without a prediction")
+    return prediction
+
+
 class GenerateHandler:
     """Answers a question from its retrieved passages with a DSPy module.
 
@@ -80,11 +118,20 @@ class GenerateHandler:
     for this call only and DSPy keeps no history. It must return a prediction with an
     ``answer`` field (and optionally ``reasoning``).
 
+    With ``emit``, the module runs under ``dspy.streamify`` with a fresh
+    ``StreamListener`` on the ``answer`` field for every call (a listener shared by
+    concurrent calls streams nothing), and each piece of the answer is emitted as a
+    transient ``answer_token`` event while the LM writes it (see
+    :class:`~ragbus.handlers.emit.TokenEmitter`); the returned ``answer_generated`` is
+    the same as without streaming.
+
     Parameters:
         lm: the LM to call (see :func:`ragbus.lm.build_lm`).
         module: the DSPy module (default: ``dspy.ChainOfThought(AnswerQuestion)``).
         record_history: keep DSPy's call history and trace, for debugging
             (default false).
+        emit: publishes interim events (default: none, the answer is not streamed);
+            the wiring passes the bus's ``publish_transient``.
     """
 
     def __init__(
@@ -93,8 +140,10 @@ class GenerateHandler:
         *,
         module: dspy.Module | None = None,
         record_history: bool = False,
+        emit: Emit | None = None,
     ) -> None:
         self.lm = lm
+        self.emit = emit
         self.module = module if module is not None else dspy.ChainOfThought(AnswerQuestion)
         # DSPy's adapter rebuilds the signature without its history field on every call
         # (about 1.5 ms); the default module has a twin without it for history-less
@@ -103,6 +152,13 @@ class GenerateHandler:
             dspy.ChainOfThought(AnswerQuestion.delete("history")) if module is None else None
         )
         self.record_history = record_history
+        if emit is not None and not _can_stream_answer(self.module):
+            logger.warning(
+                "the generate module %s has no single predictor with an `answer` output: "
+                "answers are not streamed",
+                type(self.module).__qualname__,
+            )
+            self.emit = None
         self._fingerprint = self._compute_fingerprint()
 
     def _compute_fingerprint(self) -> str:
@@ -147,7 +203,10 @@ class GenerateHandler:
                 module = self.module
                 inputs["history"] = _history(retrieved.history)
             with lm_scope(self.lm, record_history=self.record_history):
-                prediction = await module.acall(**inputs)
+                if self.emit is None:
+                    prediction = await module.acall(**inputs)
+                else:
+                    prediction = await _streamed(module, inputs, TokenEmitter(event, self.emit))
             answer = str(prediction.answer).strip()
             reasoning = str(prediction.get("reasoning", "") or "").strip()
         else:

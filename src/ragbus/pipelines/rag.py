@@ -9,7 +9,7 @@ import dspy
 
 from ragbus.config import Settings
 from ragbus.events import EventType
-from ragbus.handlers import GenerateHandler, RetrieveHandler
+from ragbus.handlers import Emit, GenerateHandler, RetrieveHandler
 from ragbus.lm import build_lm
 from ragbus.retrieval import SearchIndex, load_index
 from ragbus.runtime.stage import Stage
@@ -30,6 +30,7 @@ def rag_pipeline(
     *,
     index: SearchIndex | None = None,
     lm: dspy.LM | None = None,
+    emit: Emit | None = None,
 ) -> list[Stage]:
     """The retrieve and generate stages, configured from ``settings``.
 
@@ -37,11 +38,14 @@ def rag_pipeline(
         settings: corpus, LM, concurrency, timeouts and attempts.
         index: a prebuilt index (default: ``load_index(settings.corpus)``).
         lm: the ``dspy.LM`` to generate with (default: ``build_lm(settings)``).
+        emit: publishes transient events; with it the generate stage streams each
+            answer as ``answer_token`` events (default: none, no streaming). Pass the
+            bus's ``publish_transient``.
     """
     retrieve = RetrieveHandler(
         index if index is not None else load_index(settings.corpus), default_k=settings.top_k
     )
-    generate = GenerateHandler(lm if lm is not None else build_lm(settings))
+    generate = GenerateHandler(lm if lm is not None else build_lm(settings), emit=emit)
     return [
         Stage(
             name=RETRIEVE,

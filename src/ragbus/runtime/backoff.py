@@ -19,5 +19,9 @@ def redelivery_delay(attempt: int, *, tiers: tuple[float, ...] = DELAY_TIERS) ->
 
 
 def jittered(base: float, *, jitter: float = 0.2) -> float:
-    """``base`` scaled by a random factor in ``[1 - jitter, 1 + jitter]`` (default 0.2)."""
-    return base * random.uniform(1.0 - jitter, 1.0 + jitter)
+    """``base`` scaled by a random factor in ``[1 - jitter, 1]`` (default 0.2).
+
+    The jitter only shortens: RabbitMQ rounds a delay up to the next delay tier, so a
+    delay jittered past its tier would wait a whole tier longer (1 s would become 5 s).
+    """
+    return base * random.uniform(1.0 - jitter, 1.0)

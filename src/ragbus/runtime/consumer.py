@@ -62,6 +62,14 @@ class StageConsumer:
         self._in_flight = self.metrics.in_flight.labels(stage.name)
         self._processed = self.metrics.processed.labels(stage.name)
         self._latency = self.metrics.latency.labels(stage.name)
+        # every series exists from the start, at 0, so dashboards see no gaps
+        for failure in FailureClass:
+            self.metrics.failed.labels(stage.name, failure.value)
+        for reason in DeadLetterReason:
+            self.metrics.dead_lettered.labels(stage.name, reason.value)
+        for kind in ("in_process", "redelivery"):
+            self.metrics.retried.labels(stage.name, kind)
+        self.metrics.duplicates.labels(stage.name)
 
     async def __call__(self, message: InboundMessage) -> None:
         """Handle one delivery; returns when the message may be acknowledged."""

@@ -14,8 +14,9 @@ import asyncio
 import logging
 from typing import Any
 
-from ragbus.events import Envelope
+from ragbus.events import Envelope, utc_now
 from ragbus.runtime.cache import SharedCache, result_key
+from ragbus.runtime.deadline import EventExpired, expired
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage
 
@@ -78,7 +79,14 @@ class ResultCacheGuard:
         leader = self._in_flight.get(key)
         if leader is not None:
             self.metrics.cache.labels(stage.name, "coalesced").inc()
-            return from_cached(envelope, await asyncio.shield(leader))
+        while leader is not None:
+            try:
+                return from_cached(envelope, await _follow(envelope, leader))
+            except EventExpired:
+                if envelope.is_expired():
+                    raise
+                # the leader ran out of its own time, not of this event's: take over
+                leader = self._in_flight.get(key)
         self.metrics.cache.labels(stage.name, "miss").inc()
         future: asyncio.Future[CachedOutputs] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume_exception)
@@ -107,6 +115,11 @@ class ResultCacheGuard:
             held = await self.cache.add(lease, self.owner, ttl_s=self.lease_s, stage=stage.name)
             if held is not False:  # ours, or the cache is down: compute
                 try:
+                    # a holder may have stored its result and let go since we looked
+                    cached = await self.cache.get(key, stage=stage.name) if held else None
+                    if cached is not None:
+                        self.metrics.cache.labels(stage.name, "coalesced").inc()
+                        return from_cached(envelope, cached)
                     outputs = await call_next(envelope)
                     await self.cache.set(key, to_cached(outputs), stage=stage.name)
                     return outputs
@@ -116,6 +129,8 @@ class ResultCacheGuard:
             # another worker computes it: wait for its result or for its lease to end
             while loop.time() < give_up_at:
                 await asyncio.sleep(self.poll_s)
+                if envelope.is_expired():
+                    raise expired(envelope)
                 cached = await self.cache.get(key, stage=stage.name)
                 if cached is not None:
                     self.metrics.cache.labels(stage.name, "coalesced").inc()
@@ -127,6 +142,19 @@ class ResultCacheGuard:
                 outputs = await call_next(envelope)
                 await self.cache.set(key, to_cached(outputs), stage=stage.name)
                 return outputs
+
+
+async def _follow(envelope: Envelope, leader: asyncio.Future[CachedOutputs]) -> CachedOutputs:
+    """The leader's result, waited for no longer than ``envelope``'s own deadline
+    (:class:`EventExpired` then)."""
+    left = None if envelope.deadline is None else (envelope.deadline - utc_now()).total_seconds()
+    try:
+        async with asyncio.timeout(left):
+            return await asyncio.shield(leader)
+    except TimeoutError:
+        if envelope.is_expired():
+            raise expired(envelope) from None
+        raise
 
 
 def _consume_exception(future: asyncio.Future[CachedOutputs]) -> None:

@@ -1,0 +1,61 @@
+"""``POST /v1/ask/stream``: ask a question and follow its answer as Server-Sent Events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.types import ASGIApp
+
+from ragbus.gateway.models import AskRequest, DoneFrame, frame_data
+from ragbus.gateway.progress import ProgressFrames, question_frames
+from ragbus.gateway.requests import parse_body
+from ragbus.gateway.sse import EventStreamResponse, encode_event
+from ragbus.gateway.state import GatewayState, gateway_state
+
+
+async def ask_stream(request: Request) -> ASGIApp:
+    """Ask a question and stream its progress as ``text/event-stream``.
+
+    The body is an :class:`~ragbus.gateway.models.AskRequest` (422 names each invalid
+    field). Events, in order: ``stage`` (retrieve started, retrieve done), ``sources``,
+    ``stage`` (generate started), ``token`` for each piece of the answer, ``stage``
+    (generate done), ``answer``; or ``error`` (timeout); always ``done`` last. A client
+    that disconnects stops the wait at once.
+    """
+    state = gateway_state(request)
+    body = await parse_body(request, AskRequest)
+    timeout = state.timeout(body.timeout)
+    state.require_open()
+    return EventStreamResponse(_events(state, body, timeout))
+
+
+async def _events(state: GatewayState, body: AskRequest, timeout: float) -> AsyncIterator[bytes]:
+    metrics = state.metrics
+    started = time.perf_counter()
+    first_token = True
+    metrics.streams.labels("sse").inc()
+    progress = ProgressFrames()
+    frames = question_frames(
+        state.client,
+        body.question,
+        k=body.k,
+        history=body.history,
+        timeout=timeout,
+        progress=progress,
+    )
+    try:
+        async for name, data in frames:
+            if name == "token" and first_token:
+                first_token = False
+                metrics.first_token.observe(time.perf_counter() - started)
+            elif name == "answer":
+                metrics.answer.labels("/v1/ask/stream").observe(time.perf_counter() - started)
+            yield encode_event(name, data)
+        yield encode_event("done", frame_data(DoneFrame()))
+        if progress.caught_up:
+            metrics.caught_up.inc()
+    finally:
+        await frames.aclose()
+        metrics.streams.labels("sse").dec()

@@ -1,0 +1,101 @@
+"""Serving the gateway with uvicorn: ``ragbus serve``, and in the background for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterator
+from typing import Literal
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from ragbus.config import Settings
+from ragbus.gateway.app import create_app
+
+#: WebSocket frames up to this many times the body limit get an ``error`` frame;
+#: larger ones close the connection (uvicorn's ``ws_max_size``).
+WS_FRAME_FACTOR = 16
+
+
+def server_config(
+    app: ASGIApp,
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    lifespan: Literal["auto", "on", "off"] = "on",
+) -> uvicorn.Config:
+    """The uvicorn configuration of the gateway.
+
+    Parameters:
+        app: the ASGI app (see :func:`~ragbus.gateway.app.create_app`).
+        settings: limits and the shutdown grace period.
+        host: interface to bind (default ``settings.gateway_host``).
+        port: TCP port, 0 for a free one (default ``settings.gateway_port``).
+        lifespan: uvicorn's lifespan mode (default ``on``: the app opens its client).
+    """
+    return uvicorn.Config(
+        app,
+        host=host if host is not None else settings.gateway_host,
+        port=port if port is not None else settings.gateway_port,
+        lifespan=lifespan,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=settings.gateway_max_body_bytes * WS_FRAME_FACTOR,
+        timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
+        server_header=False,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopped gracefully by SIGTERM or SIGINT, after which the process
+    exits normally (uvicorn itself re-raises the signal once it has shut down)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for signum in signals:
+            loop.add_signal_handler(signum, self.handle_exit, signum, None)
+        try:
+            yield
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve the gateway until SIGTERM or Ctrl-C (``ragbus serve``), then let open
+    requests finish within ``settings.shutdown_grace_s`` and return.
+
+    Parameters:
+        settings: the gateway's settings (bus, auth, limits, ...).
+        host: interface to bind (default ``settings.gateway_host``).
+        port: TCP port (default ``settings.gateway_port``).
+    """
+    config = server_config(create_app(settings), settings, host=host, port=port)
+    asyncio.run(_Server(config).serve())
+
+
+@contextlib.asynccontextmanager
+async def running(config: uvicorn.Config) -> AsyncIterator[uvicorn.Server]:
+    """Run a uvicorn server in the background while the block runs (tests, benchmarks);
+    use :func:`ragbus.ops_http.bound_port` for the port when it was 0.
+
+    Parameters:
+        config: the server's configuration (see :func:`server_config`).
+    """
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="ragbus:gateway")
+    while not server.started:
+        if task.done():
+            task.result()  # raises the bind or start-up error
+            raise RuntimeError("the gateway stopped at start-up")
+        await asyncio.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task

@@ -1,0 +1,58 @@
+"""What the gateway's routes share: settings, the client, chat sessions and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+
+from ragbus.client import Client
+from ragbus.config import Settings
+from ragbus.gateway.errors import RequestError
+from ragbus.gateway.metrics import GatewayMetrics
+from ragbus.gateway.sessions import SessionStore
+
+
+@dataclass
+class GatewayState:
+    """The gateway's shared state, kept on ``app.state.gateway``.
+
+    Parameters:
+        settings: the gateway's settings (timeouts, limits, sessions).
+        client: the client that asks and publishes.
+        sessions: the chat sessions of ``/v1/ws``.
+        metrics: the gateway's own metrics.
+        owns_client: whether the app opens and closes ``client`` in its lifespan (it
+            does when it built the client).
+    """
+
+    settings: Settings
+    client: Client
+    sessions: SessionStore
+    metrics: GatewayMetrics
+    owns_client: bool
+
+    def timeout(self, asked: float | None) -> float:
+        """The wait for an answer: ``asked`` or the default; raises :class:`RequestError`
+        (422) past ``gateway_max_timeout_s``."""
+        limit = self.settings.gateway_max_timeout_s
+        if asked is not None and asked > limit:
+            raise RequestError(
+                422, "invalid_request", f"timeout: must be at most {limit:g} seconds"
+            )
+        return asked if asked is not None else min(self.settings.gateway_timeout_s, limit)
+
+    def require_open(self) -> Client:
+        """The client, or :class:`RequestError` (503) when it is not connected."""
+        if not self.client.is_open:
+            raise RequestError(503, "unavailable", "the gateway is not connected to the bus")
+        return self.client
+
+
+def gateway_state(connection: HTTPConnection | Starlette) -> GatewayState:
+    """The :class:`GatewayState` of the app serving ``connection`` (or of the app)."""
+    app = connection if isinstance(connection, Starlette) else connection.app
+    state = app.state.gateway
+    assert isinstance(state, GatewayState)
+    return state

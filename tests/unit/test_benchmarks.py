@@ -1,0 +1,138 @@
+"""The benchmark harness's own logic: rounds, targets, the report, the closed loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ragbus.benchmarks.amqp_chain import AIOPIKA_NAME, FASTSTREAM_NAME, AnswerWaiters, new_query
+from ragbus.benchmarks.load import AskOne, closed_loop
+from ragbus.benchmarks.namespace import Namespace
+from ragbus.benchmarks.report import BEGIN, END, Run, render_section, splice
+from ragbus.benchmarks.rounds import Contender, round_order, run_rounds
+from ragbus.benchmarks.stats import BenchConfig, BenchResult, ragbus_name, summarize
+from ragbus.benchmarks.targets import bus_of, evaluate
+from ragbus.config import BusKind
+
+
+def result(name: str, qps: float, errors: int = 0) -> BenchResult:
+    return BenchResult(
+        name=name, queries=1000, seconds=1000 / qps, p50_ms=1, p99_ms=2, errors=errors
+    )
+
+
+def test_rounds_alternate_direction() -> None:
+    assert round_order(3, 0) == [0, 1, 2]
+    assert round_order(3, 1) == [2, 1, 0]
+
+
+async def test_run_rounds_asks_every_question_once_per_contender() -> None:
+    asked: dict[str, list[int]] = {"a": [], "b": []}
+
+    def asker(name: str) -> AskOne:
+        async def ask_one(number: int) -> object:
+            asked[name].append(number)
+            await asyncio.sleep(0)
+            return number
+
+        return ask_one
+
+    config = BenchConfig(queries=101, concurrency=7)
+    results = await run_rounds(
+        [Contender("a", asker("a")), Contender("b", asker("b"))], config, rounds=3
+    )
+    assert [r.name for r in results] == ["a", "b"]
+    assert sorted(asked["a"]) == sorted(asked["b"]) == list(range(101))
+    assert all(r.queries == 101 and r.errors == 0 and r.cpu_s is not None for r in results)
+
+
+async def test_closed_loop_stops_after_too_many_errors() -> None:
+    async def failing(number: int) -> object:
+        raise RuntimeError(number)
+
+    batch = await closed_loop(failing, range(1000), 10, max_errors=20)
+    assert batch.errors == 1000
+    assert batch.latencies_s == []
+
+
+def test_summarize_and_round_trip() -> None:
+    summary = summarize("x", [0.1, 0.2, 0.3], 1.5, 1, cpu_s=0.4, broker_cpu_s=0.2)
+    assert summary.queries == 4
+    assert summary.qps == pytest.approx(2.0)
+    assert summary.cpu_ms_per_query == pytest.approx(100.0)
+    assert BenchResult.from_dict(summary.as_dict()) == summary
+
+
+def test_rabbitmq_targets_at_zero_latency() -> None:
+    results = [
+        result(ragbus_name(BusKind.RABBITMQ), 90),
+        result(AIOPIKA_NAME, 100),
+        result(FASTSTREAM_NAME, 80),
+    ]
+    verdicts = evaluate(bus_of(results), results, BenchConfig(lm_latency_ms=0))
+    assert [(v.threshold, round(v.ratio, 3), v.met) for v in verdicts] == [
+        (0.9, 0.9, True),
+        (1.3, 1.125, False),
+    ]
+    assert verdicts[1].shortfall == pytest.approx(1.3 / 1.125 - 1)
+
+
+def test_rabbitmq_target_with_latency_is_the_ideal() -> None:
+    results = [result(ragbus_name(BusKind.RABBITMQ), 450)]
+    (verdict,) = evaluate(BusKind.RABBITMQ, results, BenchConfig(lm_latency_ms=200))
+    assert verdict.ratio == pytest.approx(0.9)
+    assert verdict.met
+
+
+def test_runs_with_errors_are_not_judged() -> None:
+    results = [result(ragbus_name(BusKind.RABBITMQ), 90), result(AIOPIKA_NAME, 100, errors=3)]
+    (verdict,) = evaluate(BusKind.RABBITMQ, results, BenchConfig())
+    assert not verdict.judged
+    assert not verdict.met
+    assert "not judged" in verdict.describe()
+
+
+def test_memory_bus_has_no_targets() -> None:
+    results = [result(ragbus_name(BusKind.MEMORY), 90), result("anchor", 100)]
+    assert bus_of(results) is BusKind.MEMORY
+    assert evaluate(BusKind.MEMORY, results, BenchConfig()) == []
+
+
+def test_splice_keeps_the_text_around_the_generated_section() -> None:
+    run = Run(
+        "RabbitMQ, LM latency 0 ms",
+        "ragbus bench",
+        BusKind.RABBITMQ,
+        BenchConfig(),
+        results=[result(ragbus_name(BusKind.RABBITMQ), 90), result(AIOPIKA_NAME, 100)],
+    )
+    section = render_section([run], {"CPUs (nproc)": "2"}, started="now", minutes=1.0)
+    document = f"# Title\n\nintro\n\n{BEGIN}\nold\n{END}\n\n## Analysis\n\nkept\n"
+    spliced = splice(document, section)
+    assert spliced.startswith("# Title\n\nintro\n\n")
+    assert spliced.endswith("\n\n## Analysis\n\nkept\n")
+    assert "old" not in spliced
+    assert "| ragbus (rabbitmq bus) | 90.0 |" in spliced
+    assert "ragbus / raw aio-pika chain >= 0.9 | 0.90 | **met** |" in spliced
+    assert splice("# Only a title", section).endswith(f"{END}\n")
+
+
+def test_namespaces_are_unique_and_list_ragbus_queues() -> None:
+    first, second = Namespace.fresh("x"), Namespace.fresh("x")
+    assert first != second
+    queues = first.ragbus_queues()
+    assert f"{first.prefix}.retrieve" in queues
+    assert f"{first.prefix}.generate.dlq" in queues
+    assert f"{first.prefix}.answers" in queues
+    assert all(name.startswith(first.prefix + ".") for name in queues)
+
+
+async def test_answer_waiters_match_by_correlation() -> None:
+    waiters = AnswerWaiters()
+    query = new_query(1)
+    future = waiters.expect(query)
+    waiters.deliver({"correlation_id": "someone else's"})
+    assert not future.done()
+    waiters.deliver(b'{"correlation_id": "%s"}' % str(query.id).encode())
+    assert (await future)["correlation_id"] == str(query.id)
