@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from ragbus.bus.base import DeadLetterFilter, DeadLetterReason
+from ragbus.bus.base import DeadLetter, DeadLetterFilter, DeadLetterReason
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq import RabbitMQBus
+from ragbus.dlq import replay
 from ragbus.events import Envelope, EventType, QueryReceived, derived_event_id, new_event
 from ragbus.pipelines.rag import SINKS
 from tests.amqp import Namespace
@@ -476,3 +477,46 @@ async def test_a_worker_whose_ops_port_is_taken_stops_with_one_line(workers: Wor
     assert result.stderr.startswith(
         f"error: cannot serve /healthz and /metrics on 127.0.0.1:{port}"
     )
+
+
+@pytest.mark.timeout(180)
+async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
+    namespace: Namespace, workers: Workers, local_broker: str
+) -> None:
+    await workers.start(lm_latency_ms=20, concurrency=8, shutdown_grace_s=5)
+    bus, log = await observer(namespace, durable=True)
+    dead = queries(60, "replayed ")
+    for query in dead:
+        letter = DeadLetter.from_body(
+            query.encode(), stage="retrieve", reason=DeadLetterReason.FAILED, error="LM was down"
+        )
+        await bus.dead_letter(letter)
+    letters = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
+    assert len(letters) == 60
+
+    replaying = asyncio.create_task(replay(bus, letters, rate=25))  # about 2.4 s
+    await poll(lambda: len(log.answered(q.id for q in dead)) >= 5, timeout=30)
+    try:
+        await broker_stop_app()
+        await asyncio.sleep(1.0)
+    finally:
+        await broker_start_app(local_broker)
+    first = await asyncio.wait_for(replaying, 120)
+
+    async def settled() -> bool:
+        try:
+            remaining = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
+        except (BusError, ConnectionError, RuntimeError):
+            return False  # still reconnecting
+        kept = {uuid.UUID(str((letter.envelope or {})["id"])) for letter in remaining}
+        answered = log.answered(q.id for q in dead)
+        return kept | answered == {q.id for q in dead}  # every one answered or still dead
+
+    await poll(settled, timeout=60, message=workers.report)
+    remaining = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
+    second = await replay(bus, remaining)
+    print(f"replay: {first.replayed} + {second.replayed} (first pass failed {first.failed})")
+    assert second.failed == 0
+    await log.wait_for((q.id for q in dead), timeout=90, report=workers.report)
+    assert_one_answer_each(log, dead)
+    assert await bus.list_dead_letters(DeadLetterFilter()) == []
