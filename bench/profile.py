@@ -71,8 +71,9 @@ KEY_FUNCTIONS: dict[str, tuple[str, str]] = {
     "FastStream consume": ("/faststream/_internal/endpoint/subscriber/usecase.py", "consume"),
 }
 
-#: Functions where the loop waits for I/O: their self time is idle, not busy.
-IDLE_FUNCTIONS = frozenset({"select", "poll", "epoll.poll", "_run_once"})
+#: Functions where the loop waits for I/O (called from ``selectors.py``): their self time
+#: is idle, not busy.
+IDLE_FUNCTIONS = frozenset({"select", "poll", "epoll.poll", "kqueue.control"})
 
 
 def area_of(path: str | None) -> str:
@@ -106,9 +107,10 @@ def walk(
         yield from walk(child, (*ancestors, frame.identifier), own)
 
 
-def is_idle(frame: Any) -> bool:
-    """Whether ``frame`` is the loop waiting (selector ``select``/``poll``)."""
-    return bool(frame.function in IDLE_FUNCTIONS and "selectors" in (frame.file_path or ""))
+def is_idle(frame: Any, path: str | None) -> bool:
+    """Whether ``frame``, run from the file ``path``, is the loop waiting for I/O (the
+    selector's ``poll``)."""
+    return frame.function in IDLE_FUNCTIONS and path is not None and "selectors" in path
 
 
 def report(root: Any, queries: int, top: int) -> str:
@@ -121,7 +123,7 @@ def report(root: Any, queries: int, top: int) -> str:
         if frame.is_synthetic:
             continue
         own = frame.total_self_time
-        if is_idle(frame):
+        if is_idle(frame, path):
             idle += own
             continue
         by_area[area_of(path)] += own

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--lm-latency-ms", type=float, default=0.0, help="default 0")
     parser.add_argument("--workers", default="1,2", help="comma-separated pool sizes (default 1,2)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     counts = [int(part) for part in args.workers.split(",") if part.strip()]

@@ -15,6 +15,7 @@ from ragbus.runtime.breaker_guard import BreakerBoard, BreakerGuard
 from ragbus.runtime.cache import SharedCache, input_key
 from ragbus.runtime.classify import BreakerOpenError
 from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.local_cache import LocalCache
 from ragbus.runtime.result_cache import ResultCacheGuard
 from ragbus.runtime.retry import RetryGuard, RetryPolicy
 from ragbus.runtime.stage import Stage
@@ -244,3 +245,16 @@ async def test_processed_events_are_remembered_per_stage() -> None:
     await processed.mark("retrieve", event.id)
     assert await processed.seen("retrieve", event.id)
     assert not await processed.seen("generate", event.id)
+
+
+async def test_local_cache_entries_expire() -> None:
+    now = [100.0]
+    cache = LocalCache(clock=lambda: now[0])
+    await cache.set("k", 1, ttl=5)
+    assert await cache.get("k") == 1
+    with pytest.raises(ValueError):
+        await cache.add("k", 2, ttl=5)
+    now[0] += 5
+    assert await cache.get("k") is None
+    assert await cache.add("k", 3, ttl=5)
+    assert await cache.delete("k") == 1

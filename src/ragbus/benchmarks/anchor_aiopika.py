@@ -25,7 +25,6 @@ from aio_pika.abc import (
 )
 
 from ragbus.benchmarks.amqp_chain import (
-    AIOPIKA_NAME,
     ANSWER_TYPE,
     COLLECTOR_ARGUMENTS,
     QUORUM_ARGUMENTS,
@@ -42,9 +41,6 @@ from ragbus.events import Envelope
 from ragbus.runtime.stage import Handler
 
 logger = logging.getLogger(__name__)
-
-#: The contender's name in results.
-NAME = AIOPIKA_NAME
 
 
 async def _publish(exchange: AbstractExchange, event: Envelope) -> None:

@@ -34,7 +34,6 @@ from faststream.rabbit import (
 
 from ragbus.benchmarks.amqp_chain import (
     ANSWER_TYPE,
-    FASTSTREAM_NAME,
     AnswerWaiters,
     ChainStage,
     chain_stages,
@@ -44,9 +43,6 @@ from ragbus.benchmarks.load import ASK_TIMEOUT_S, AskOne
 from ragbus.benchmarks.namespace import Namespace, delete_namespace
 from ragbus.events import Envelope
 from ragbus.runtime.stage import Handler
-
-#: The contender's name in results.
-NAME = FASTSTREAM_NAME
 
 StageFunction = Callable[[Envelope, RabbitMessage], Awaitable[None]]
 AnswerFunction = Callable[[dict[str, Any], RabbitMessage], Awaitable[None]]

@@ -88,7 +88,7 @@ def results_table(run: Run) -> list[str]:
 
 def render_run(run: Run) -> list[str]:
     """A run as Markdown: heading, command, table, ideal ratio, targets."""
-    lines = [f"### {run.title}", "", "```bash", run.command, "```", ""]
+    lines = [f"#### {run.title}", "", "```bash", run.command, "```", ""]
     if run.error:
         notes = [f"- {note}" for note in run.notes]
         return [*lines, f"**The command failed:** `{run.error}`", "", *notes, ""]
@@ -139,9 +139,9 @@ def render_section(
         minutes: how long the suite took.
     """
     lines = [BEGIN, "", f"Run of {started} (UTC), {minutes:.1f} minutes in all.", ""]
-    lines += ["### Machine", "", "| | |", "|---|---|"]
+    lines += ["#### Machine", "", "| | |", "|---|---|"]
     lines += [f"| {label} | {value} |" for label, value in machine.items()]
-    lines += ["", "### Targets", ""]
+    lines += ["", "#### Targets", ""]
     lines += render_targets(runs)
     lines.append("")
     for run in runs:

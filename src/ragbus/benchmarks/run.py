@@ -14,7 +14,7 @@ __all__ = ["BenchConfig", "BenchResult", "render_results", "run_benchmarks"]
 
 
 async def run_benchmarks(
-    settings: Settings, config: BenchConfig, *, anchor: bool = True, rounds: int = 2
+    settings: Settings, config: BenchConfig, *, anchor: bool = True, rounds: int = 4
 ) -> list[BenchResult]:
     """ragbus on ``settings.bus`` and, with ``anchor``, the hand-written chain(s), all
     set up at once and run in interleaved rounds (see :mod:`ragbus.benchmarks.rounds`).
@@ -24,7 +24,8 @@ async def run_benchmarks(
         config: questions, how many in flight, LM latency.
         anchor: also run the anchors (default True): on the memory bus a chain of
             ``asyncio.Queue``s; on RabbitMQ a raw aio-pika chain and a FastStream chain.
-        rounds: interleaved rounds (default 2: ragbus, anchors, then in reverse).
+        rounds: interleaved rounds (default 4: ragbus then the anchors, then in
+            reverse, twice).
     """
     async with AsyncExitStack() as stack:
         contenders = await open_contenders(stack, settings, anchor=anchor)

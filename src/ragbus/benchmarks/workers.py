@@ -187,7 +187,7 @@ async def pool_client(settings: Settings, count: int) -> AsyncIterator[tuple[Ask
 
 
 async def run_worker_comparison(
-    settings: Settings, config: BenchConfig, *, counts: Sequence[int] = (1, 2), rounds: int = 2
+    settings: Settings, config: BenchConfig, *, counts: Sequence[int] = (1, 2), rounds: int = 4
 ) -> list[BenchResult]:
     """Benchmark a pool of each size in ``counts`` on the same load, interleaved.
 
@@ -196,7 +196,7 @@ async def run_worker_comparison(
             worker's per-stage concurrency.
         config: questions and how many in flight (the load, shared by all workers).
         counts: pool sizes (default ``(1, 2)``).
-        rounds: interleaved rounds (default 2).
+        rounds: interleaved rounds (default 4).
     """
     async with AsyncExitStack() as stack:
         contenders = []

@@ -1,8 +1,8 @@
-"""The shared cache (aiocache): stage results, processed event ids, coalescing leases.
+"""The shared cache: stage results, processed event ids, coalescing leases.
 
-In memory by default (bounded); in Redis when ``RAGBUS_CACHE_URL`` is set, so every
-worker shares it. A cache outage degrades to no cache — a warning and a metric, never
-a failed event.
+In memory by default (a bounded dict, :mod:`ragbus.runtime.local_cache`); in Redis
+through aiocache when ``RAGBUS_CACHE_URL`` is set, so every worker shares it. A cache
+outage degrades to no cache — a warning and a metric, never a failed event.
 """
 
 from __future__ import annotations
@@ -13,38 +13,16 @@ import logging
 import time
 from typing import Any
 
-from aiocache import Cache, SimpleMemoryCache
-from aiocache.serializers import JsonSerializer, NullSerializer
+from aiocache import Cache
+from aiocache.serializers import JsonSerializer
 
+from ragbus.runtime.local_cache import LocalCache
 from ragbus.runtime.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-#: Entries the in-memory cache keeps at most; the oldest go first.
-DEFAULT_MEMORY_ENTRIES = 50_000
-
 #: Seconds between two warnings about the same cache outage.
 _WARN_EVERY_S = 30.0
-
-
-class BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
-    """aiocache's memory cache with a size bound (it has none of its own).
-
-    Parameters:
-        max_entries: entries kept at most; inserting more evicts the oldest
-            (default :data:`DEFAULT_MEMORY_ENTRIES`).
-    """
-
-    def __init__(self, *, max_entries: int = DEFAULT_MEMORY_ENTRIES, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.max_entries = max_entries
-
-    async def _set(self, key: str, value: Any, ttl: Any = None, *args: Any, **kwargs: Any) -> Any:
-        result = await super()._set(key, value, ttl, *args, **kwargs)
-        while len(self._cache) > self.max_entries:
-            oldest = next(iter(self._cache))
-            await self._delete(oldest)
-        return result
 
 
 class SharedCache:
@@ -77,10 +55,8 @@ class SharedCache:
             self.backend.timeout = timeout_s
         else:
             # In process, values are kept as they are (JSON-able lists and dicts that
-            # nobody changes) and a dict lookup needs no timeout.
-            self.backend = BoundedMemoryCache(
-                namespace=namespace, serializer=NullSerializer(), timeout=None
-            )
+            # nobody changes) in a bounded dict.
+            self.backend = LocalCache()
         self._last_warning = 0.0
 
     @property
