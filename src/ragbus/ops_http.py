@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
@@ -16,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ragbus.errors import ConfigurationError
+from ragbus.http_server import bound_port, in_background
 from ragbus.runtime.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -65,20 +65,8 @@ async def serve_ops(
         raise ConfigurationError(
             f"cannot serve /healthz and /metrics on {host}:{port}: {exc.strerror or exc}"
         ) from exc
-    task = asyncio.create_task(server.serve(sockets=[listening]), name="ragbus:ops-http")
-    while not server.started:
-        if task.done():
-            task.result()  # raises the bind error
-            raise RuntimeError("the ops HTTP server stopped at start-up")
-        await asyncio.sleep(0.01)
-    try:
+    async with in_background(server, name="ragbus:ops-http", sockets=[listening]):
         yield server
-    finally:
-        server.should_exit = True
-        await task
 
 
-def bound_port(server: uvicorn.Server) -> int:
-    """The TCP port ``server`` listens on (useful with port 0)."""
-    sockets = [sock for s in server.servers for sock in s.sockets]
-    return int(sockets[0].getsockname()[1])
+__all__ = ["bound_port", "ops_app", "serve_ops"]

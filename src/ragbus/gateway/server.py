@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from ragbus.config import Settings
 from ragbus.gateway.app import create_app
+from ragbus.http_server import in_background
 
 #: WebSocket frames up to this many times the body limit get an ``error`` frame;
 #: larger ones close the connection (uvicorn's ``ws_max_size``).
@@ -82,20 +83,10 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 @contextlib.asynccontextmanager
 async def running(config: uvicorn.Config) -> AsyncIterator[uvicorn.Server]:
     """Run a uvicorn server in the background while the block runs (tests, benchmarks);
-    use :func:`ragbus.ops_http.bound_port` for the port when it was 0.
+    use :func:`ragbus.http_server.bound_port` for the port when it was 0.
 
     Parameters:
         config: the server's configuration (see :func:`server_config`).
     """
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="ragbus:gateway")
-    while not server.started:
-        if task.done():
-            task.result()  # raises the bind or start-up error
-            raise RuntimeError("the gateway stopped at start-up")
-        await asyncio.sleep(0.01)
-    try:
+    async with in_background(uvicorn.Server(config), name="ragbus:gateway") as server:
         yield server
-    finally:
-        server.should_exit = True
-        await task
