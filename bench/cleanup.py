@@ -42,7 +42,7 @@ async def clean(prefix: str, dry_run: bool) -> int:
         print(("would delete " if dry_run else "deleting ") + name)
     if dry_run or not (queues or exchanges):
         return len(queues) + len(exchanges)
-    url = load_settings().amqp_url
+    url = load_settings().amqp_url.get_secret_value()
     await delete_namespace(url, None, queues)
     for exchange in exchanges:
         await delete_namespace(url, exchange, [])

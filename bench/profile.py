@@ -192,11 +192,15 @@ def contender_factory(
     if name == "aiopika":
         from ragbus.benchmarks.anchor_aiopika import aiopika_chain
 
-        return lambda: aiopika_chain(settings.amqp_url, retrieve, generate, prefetch)
+        return lambda: aiopika_chain(
+            settings.amqp_url.get_secret_value(), retrieve, generate, prefetch
+        )
     if name == "faststream":
         from ragbus.benchmarks.anchor_faststream import faststream_chain
 
-        return lambda: faststream_chain(settings.amqp_url, retrieve, generate, prefetch)
+        return lambda: faststream_chain(
+            settings.amqp_url.get_secret_value(), retrieve, generate, prefetch
+        )
     from ragbus.benchmarks.anchor_memory import memory_chain
 
     return lambda: memory_chain(retrieve, generate, prefetch)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Coroutine
+from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -17,6 +18,24 @@ from ragbus.errors import RagbusError
 from ragbus.events import InvalidEvent, describe_validation_error
 
 T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    """What a ``ragbus`` command's exit status means; scripts can act on each."""
+
+    OK = 0
+    #: the command ran and reports a failure (a replay with failed republishes, ...)
+    FAILED = 1
+    #: the command line is wrong (typer's own usage errors exit 2 too)
+    USAGE = 2
+    #: a setting, a path or an input file is wrong
+    CONFIGURATION = 3
+    #: the broker (or another service) cannot be reached
+    UNAVAILABLE = 4
+    #: no answer came within the time asked for
+    TIMEOUT = 5
+    #: Ctrl-C
+    INTERRUPTED = 130
 
 BusOption = Annotated[
     BusKind | None,

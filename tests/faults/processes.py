@@ -31,7 +31,7 @@ def process_env(settings: Settings, bus: Bus) -> dict[str, str]:
         "lm_model": settings.lm_model,
         "lm_api_base": settings.lm_api_base,
         "lm_api_key": settings.lm_api_key.get_secret_value() if settings.lm_api_key else None,
-        "cache_url": settings.cache_url,
+        "cache_url": settings.cache_url.get_secret_value() if settings.cache_url else None,
         "cache_namespace": settings.cache_namespace,
         "dlq_path": settings.dlq_path,
         "stage_timeout_s": settings.stage_timeout_s,

@@ -56,7 +56,7 @@ async def serve(stage_names: list[str], delivery_limit: int, marker: str) -> Non
         if stage.name in stage_names
     ]
     bus = RabbitMQBus(
-        settings.amqp_url,
+        settings.amqp_url.get_secret_value(),
         exchange=settings.exchange,
         queue_prefix=settings.queue_prefix,
         delivery_limit=delivery_limit,

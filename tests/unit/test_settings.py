@@ -29,3 +29,23 @@ def test_environment_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_bad_values_are_refused() -> None:
     with pytest.raises(ValueError, match="top_k"):
         Settings(_env_file=None, top_k=0)  # type: ignore[call-arg]
+
+
+def test_connection_urls_are_secrets_and_shown_masked() -> None:
+    from ragbus.config.urls import mask_url
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        amqp_url="amqp://app:s3cret@rabbit:5672/",
+        cache_url="redis://:hunter2@redis:6379/0",
+    )
+    shown = repr(settings) + str(settings)
+    assert "s3cret" not in shown and "hunter2" not in shown
+    assert settings.amqp_url.get_secret_value() == "amqp://app:s3cret@rabbit:5672/"
+    assert mask_url("amqp://app:s3cret@rabbit:5672/") == "amqp://app:***@rabbit:5672/"
+    assert mask_url("redis://:hunter2@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert (
+        mask_url("amqp://u:p@a:5672/,amqp://u:p@[::1]:5673/v")
+        == "amqp://u:***@a:5672/,amqp://u:***@[::1]:5673/v"
+    )
+    assert mask_url("amqp://rabbit/") == "amqp://rabbit/"

@@ -58,7 +58,7 @@ async def open_contenders(
             anchor_memory.memory_chain(retrieve, generate, prefetch)
         )
         return [*contenders, Contender(anchor_memory.NAME, ask)]
-    url = settings.amqp_url
+    url = settings.amqp_url.get_secret_value()
     ask = await stack.enter_async_context(aiopika_chain(url, retrieve, generate, prefetch))
     contenders.append(Contender(AIOPIKA_NAME, ask, CpuMeter(broker=True)))
     ask = await stack.enter_async_context(faststream_chain(url, retrieve, generate, prefetch))

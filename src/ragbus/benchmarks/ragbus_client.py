@@ -35,4 +35,6 @@ async def ragbus_pipeline(settings: Settings) -> AsyncIterator[AskOne]:
             yield ask_one
     finally:
         if namespace is not None:
-            await delete_namespace(settings.amqp_url, namespace.exchange, namespace.ragbus_queues())
+            await delete_namespace(
+                settings.amqp_url.get_secret_value(), namespace.exchange, namespace.ragbus_queues()
+            )

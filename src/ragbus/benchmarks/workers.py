@@ -67,7 +67,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "RAGBUS_BUS": BusKind.RABBITMQ.value,
-        "RAGBUS_AMQP_URL": settings.amqp_url,
+        "RAGBUS_AMQP_URL": settings.amqp_url.get_secret_value(),
         "RAGBUS_EXCHANGE": settings.exchange,
         "RAGBUS_QUEUE_PREFIX": settings.queue_prefix,
         "RAGBUS_CONCURRENCY": str(settings.concurrency),
@@ -105,7 +105,7 @@ async def _wait_ready(
         exited = [p for p in processes if p.returncode is not None]
         if exited:
             raise WorkersFailed(f"a worker exited with {exited[0].returncode}; logs in {logs}")
-        counts = await consumer_counts(settings.amqp_url, queues)
+        counts = await consumer_counts(settings.amqp_url.get_secret_value(), queues)
         if all(count >= len(processes) for count in counts):
             return
         if asyncio.get_running_loop().time() > deadline:
@@ -183,7 +183,9 @@ async def pool_client(settings: Settings, count: int) -> AsyncIterator[tuple[Ask
             await closed_loop(ask_one, range(-WARM_UP_QUESTIONS, 0), warm_up)
             yield ask_one, pids
     finally:
-        await delete_namespace(settings.amqp_url, namespace.exchange, namespace.ragbus_queues())
+        await delete_namespace(
+            settings.amqp_url.get_secret_value(), namespace.exchange, namespace.ragbus_queues()
+        )
 
 
 async def run_worker_comparison(

@@ -173,7 +173,7 @@ class RabbitMQBus(Bus):
         """A bus configured from ``settings``: ``amqp_url``, ``exchange``, ``queue_prefix``,
         ``delivery_limit``, and ``redelivery_delays_s`` as the retry queues' delay tiers."""
         return cls(
-            settings.amqp_url,
+            settings.amqp_url.get_secret_value(),
             exchange=settings.exchange,
             queue_prefix=settings.queue_prefix,
             delivery_limit=settings.delivery_limit,

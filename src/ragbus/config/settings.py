@@ -35,8 +35,9 @@ class Settings(BaseSettings):
     )
 
     bus: BusKind = Field(default=BusKind.MEMORY, description="memory or rabbitmq")
-    amqp_url: str = Field(
-        default="amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL (bus=rabbitmq)"
+    amqp_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="RabbitMQ URL (bus=rabbitmq); a secret: shown only masked",
     )
     exchange: str = Field(default="ragbus.events", description="RabbitMQ topic exchange")
     queue_prefix: str = Field(default="ragbus", description="prefix of every stage queue name")
@@ -94,7 +95,9 @@ class Settings(BaseSettings):
     breaker_half_open_calls: int = Field(default=3, ge=1, description="probes while half-open")
 
     cache_enabled: bool = Field(default=True, description="cache results and coalesce inputs")
-    cache_url: str | None = Field(default=None, description="redis://... to share the cache")
+    cache_url: SecretStr | None = Field(
+        default=None, description="redis://... to share the cache; a secret: shown only masked"
+    )
     cache_namespace: str = Field(
         default="ragbus", description="prefix of every cache key (several deployments, one Redis)"
     )

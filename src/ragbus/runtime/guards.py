@@ -56,7 +56,7 @@ class Guards:
     def from_settings(cls, settings: Settings, bus: Bus, metrics: Metrics) -> Guards:
         """Guards configured by ``settings``, pausing stages on ``bus``."""
         cache = SharedCache(
-            settings.cache_url,
+            settings.cache_url.get_secret_value() if settings.cache_url else None,
             ttl_s=settings.cache_ttl_s,
             namespace=settings.cache_namespace,
             metrics=metrics,
