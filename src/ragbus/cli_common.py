@@ -37,6 +37,7 @@ class ExitCode(IntEnum):
     #: Ctrl-C
     INTERRUPTED = 130
 
+
 BusOption = Annotated[
     BusKind | None,
     typer.Option("--bus", help="memory (in-process, default) or rabbitmq; env RAGBUS_BUS."),

@@ -8,7 +8,6 @@ publishes and listens, and workers elsewhere do the work.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ragbus.events import (
     new_event,
     utc_now,
 )
+from ragbus.json_input import parse_json
 from ragbus.runtime.runner import Runtime
 from ragbus.runtime.stage import Stage
 
@@ -62,7 +62,7 @@ class _Listener:
 
     async def __call__(self, message: InboundMessage) -> None:
         try:
-            fields = json.loads(message.body)
+            fields = parse_json(message.body)
             correlation = uuid.UUID(str(fields["correlation_id"]))
         except (ValueError, TypeError, KeyError):
             return  # not ours to judge: the stages dead-letter invalid events

@@ -9,7 +9,6 @@ republish: a crash in between replays one event twice at worst, never loses one.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter
 from ragbus.events import Envelope, describe_validation_error, utc_now
+from ragbus.json_input import MalformedJSON, parse_json
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -154,8 +154,8 @@ def read_export(path: Path) -> list[DeadLetter]:
         if not line.strip():
             continue
         try:
-            letters.append(DeadLetter.model_validate(json.loads(line)))
-        except (json.JSONDecodeError, ValidationError) as exc:
+            letters.append(DeadLetter.model_validate(parse_json(line)))
+        except (MalformedJSON, ValidationError) as exc:
             raise ValueError(f"{path}, line {number}: not a dead letter ({exc})") from None
     return letters
 

@@ -8,7 +8,6 @@ ragbus fills ``id``, ``created_at`` and ``correlation_id``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,6 +15,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
+
+from ragbus.json_input import MalformedJSON, parse_json
 
 #: Largest envelope (encoded JSON) a stage accepts, in bytes.
 MAX_ENVELOPE_BYTES: Final = 1_000_000
@@ -313,9 +314,9 @@ def decode_envelope(body: bytes | str, *, max_bytes: int = MAX_ENVELOPE_BYTES) -
     if size > max_bytes:
         raise InvalidEvent(f"event is too large: {size} bytes (limit {max_bytes})")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(f"malformed JSON: {exc}") from exc
+        data = parse_json(body)
+    except MalformedJSON as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidEvent(f"an event must be a JSON object, got {type(data).__name__}")
     try:

@@ -18,7 +18,6 @@ The handler contract:
 from __future__ import annotations
 
 import abc
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ragbus.events import Envelope, utc_now
+from ragbus.json_input import MalformedJSON, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ class DeadLetter(BaseModel):
             error: the exception, or a message when there is none.
         """
         try:
-            decoded = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            decoded = parse_json(body)
+        except MalformedJSON:
             decoded = None
         is_object = isinstance(decoded, dict)
         return cls(

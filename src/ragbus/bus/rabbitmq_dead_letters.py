@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from ragbus.bus.base import DeadLetter, DeadLetterReason
 from ragbus.events import utc_now
+from ragbus.json_input import MalformedJSON, parse_json
 
 #: Namespace of the ids given to dead letters the broker made (delivery limit), so the
 #: same message has the same id at every listing.
@@ -167,8 +168,8 @@ def _split_body(body: bytes, kind: object) -> tuple[dict[str, Any] | None, str |
     if _text(kind) == "raw":
         return None, text
     try:
-        decoded = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        decoded = parse_json(body)
+    except MalformedJSON:
         return None, text
     return (decoded, None) if isinstance(decoded, dict) else (None, text)
 

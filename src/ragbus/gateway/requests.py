@@ -4,7 +4,6 @@ leaves."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from ragbus.gateway.errors import RequestError, describe
+from ragbus.json_input import MalformedJSON, parse_json
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -30,8 +30,8 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         raise RequestError(422, "invalid_request", "the body is empty: expected a JSON object")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_json(raw)
+    except MalformedJSON as exc:
         raise RequestError(422, "invalid_request", f"malformed JSON: {exc}") from None
 
 

@@ -27,6 +27,7 @@ from ragbus.gateway.errors import describe
 from ragbus.gateway.models import ChatMessage, DoneFrame, ErrorBody, frame_data
 from ragbus.gateway.progress import ProgressFrames, question_frames
 from ragbus.gateway.state import GatewayState, gateway_state
+from ragbus.json_input import MalformedJSON, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,8 @@ class _Conversation:
         if len(raw) > limit:
             raise ValueError(f"the message is larger than {limit} bytes")
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = parse_json(raw)
+        except MalformedJSON as exc:
             raise ValueError(f"malformed JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
