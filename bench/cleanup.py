@@ -16,10 +16,10 @@ import shutil
 import subprocess
 import sys
 
-from ragbus.benchmarks.namespace import delete_namespace
 from ragbus.config import load_settings
+from ragbus_bench.namespace import delete_namespace
 
-#: The prefix of every benchmark namespace (see ``ragbus.benchmarks.namespace``).
+#: The prefix of every benchmark namespace (see ``ragbus_bench.namespace``).
 PREFIX = "ragbus-bench."
 
 

@@ -28,13 +28,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ragbus.benchmarks.load import question
-from ragbus.benchmarks.rounds import round_order
 from ragbus.bus.base import InboundMessage
 from ragbus.config import load_settings
-from ragbus.events import Envelope, EventType, QueryReceived, new_event, utc_now
-from ragbus.pipelines.rag import rag_pipeline
+from ragbus.events import Envelope, new_event, utc_now
+from ragbus.payloads.rag import QueryReceived, RagEvent
+from ragbus.pipelines.rag import pipeline as rag
 from ragbus.runtime.runner import Runtime
+from ragbus_bench.handlers import rag_handlers
+from ragbus_bench.load import question
+from ragbus_bench.rounds import round_order
 
 
 class StubBus:
@@ -56,7 +58,7 @@ def query(number: int) -> Envelope:
     from datetime import timedelta
 
     return new_event(
-        EventType.QUERY_RECEIVED,
+        RagEvent.QUERY_RECEIVED,
         QueryReceived(question=question(number)),
         deadline=utc_now() + timedelta(seconds=60),
     )
@@ -64,12 +66,12 @@ def query(number: int) -> Envelope:
 
 async def bare(numbers: Sequence[int]) -> float:
     """CPU seconds of the anchors' per-hop work for ``numbers``."""
-    retrieve, generate = (stage.handler for stage in rag_pipeline(load_settings()))
+    retrieve, generate = rag_handlers(load_settings())
     started = time.process_time()
     for number in numbers:
         body = json.dumps(query(number).model_dump(mode="json"))
         for handler in (retrieve, generate):
-            event = Envelope.model_validate(json.loads(body))
+            event = rag.events.validate(json.loads(body))
             (output,) = await handler(event)
             body = json.dumps(output.model_dump(mode="json"))
     return time.process_time() - started
@@ -79,7 +81,14 @@ async def through_runtime(numbers: Sequence[int], **overrides: object) -> float:
     """CPU seconds of ``numbers`` through the stage consumers (settings ``overrides``)."""
     settings = load_settings(**overrides)
     bus = StubBus()
-    runtime = Runtime(bus, rag_pipeline(settings), settings=settings)  # type: ignore[arg-type]
+    from ragbus.pipeline import StageContext
+    from ragbus.stage_build import build_stage
+
+    stages = [
+        build_stage(spec, StageContext(pipeline=rag, stage=spec, settings=settings))
+        for spec in rag.stages.values()
+    ]
+    runtime = Runtime(bus, stages, events=rag.events, settings=settings)  # type: ignore[arg-type]
     consumers: list[Callable[[InboundMessage], Awaitable[None]]] = [
         runtime.consumers[stage.name] for stage in runtime.stages
     ]
@@ -98,7 +107,7 @@ async def through_runtime(numbers: Sequence[int], **overrides: object) -> float:
 async def measure(queries: int, rounds: int = 2) -> list[tuple[str, float]]:
     """CPU microseconds per query of each way: one pass over the questions first (so
     memoized stems and the like are warm for every way), then ``rounds`` rounds,
-    forwards then backwards (see ``ragbus.benchmarks.rounds``)."""
+    forwards then backwards (see ``ragbus_bench.rounds``)."""
     timed = range(queries)
     ways: list[tuple[str, Callable[[Sequence[int]], Awaitable[float]]]] = [
         ("bare (anchors' work)", bare),

@@ -22,9 +22,9 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from ragbus.benchmarks.load import AskOne, closed_loop
 from ragbus.config import BusKind, load_settings
-from ragbus.pipelines.rag import rag_pipeline
+from ragbus_bench.handlers import rag_handlers
+from ragbus_bench.load import AskOne, closed_loop
 
 #: Areas by path fragment, first match wins; the rest is named by its top package.
 AREAS: tuple[tuple[str, str], ...] = (
@@ -35,7 +35,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("/ragbus/handlers/", "ragbus handlers"),
     ("/ragbus/lm/", "ragbus offline LM"),
     ("/ragbus/retrieval/", "BM25 retrieval"),
-    ("/ragbus/benchmarks/", "benchmark harness"),
+    ("/bench/ragbus_bench/", "benchmark harness"),
     ("/dspy/", "DSPy"),
     ("/litellm/", "LiteLLM"),
     ("/pydantic", "pydantic"),
@@ -183,25 +183,25 @@ def contender_factory(
     name: str, bus: BusKind, settings: Any
 ) -> Callable[[], AbstractAsyncContextManager[AskOne]]:
     """A factory of the contender ``name`` as an async context manager of ``ask_one``."""
-    from ragbus.benchmarks.ragbus_client import ragbus_pipeline
+    from ragbus_bench.ragbus_client import ragbus_pipeline
 
     if name == "ragbus":
         return lambda: ragbus_pipeline(settings)
-    retrieve, generate = (stage.handler for stage in rag_pipeline(settings))
+    retrieve, generate = rag_handlers(settings)
     prefetch = settings.concurrency
     if name == "aiopika":
-        from ragbus.benchmarks.anchor_aiopika import aiopika_chain
+        from ragbus_bench.anchor_aiopika import aiopika_chain
 
         return lambda: aiopika_chain(
             settings.amqp_url.get_secret_value(), retrieve, generate, prefetch
         )
     if name == "faststream":
-        from ragbus.benchmarks.anchor_faststream import faststream_chain
+        from ragbus_bench.anchor_faststream import faststream_chain
 
         return lambda: faststream_chain(
             settings.amqp_url.get_secret_value(), retrieve, generate, prefetch
         )
-    from ragbus.benchmarks.anchor_memory import memory_chain
+    from ragbus_bench.anchor_memory import memory_chain
 
     return lambda: memory_chain(retrieve, generate, prefetch)
 

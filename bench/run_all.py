@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ragbus.benchmarks.machine import broker_version, load_average, machine_facts
-from ragbus.benchmarks.report import BEGIN, END, Run, render_section, splice
-from ragbus.benchmarks.stats import BenchConfig, BenchResult
 from ragbus.config import BusKind, load_settings
+from ragbus_bench.machine import broker_version, load_average, machine_facts
+from ragbus_bench.report import BEGIN, END, Run, render_section, splice
+from ragbus_bench.stats import BenchConfig, BenchResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def suite(queries: int, concurrency: int) -> list[Step]:
     for latency in (0, 200):
         config = BenchConfig(queries=queries, concurrency=concurrency, lm_latency_ms=latency)
         for bus, label in ((BusKind.MEMORY, "Memory bus"), (BusKind.RABBITMQ, "RabbitMQ")):
-            argv = ("ragbus", "bench", "--bus", bus.value, *load)
+            argv = ("bench/compare.py", "--bus", bus.value, *load)
             argv += ("--lm-latency-ms", str(latency), "--json")
             title = f"{label}, LM latency {latency} ms"
             steps.append(Step(bus.value, title, argv, bus, config))

@@ -17,10 +17,10 @@ import asyncio
 import json
 import sys
 
-from ragbus.benchmarks.run import render_table
-from ragbus.benchmarks.stats import BenchConfig
-from ragbus.benchmarks.workers import run_worker_comparison
 from ragbus.config import BusKind, load_settings
+from ragbus_bench.run import render_table
+from ragbus_bench.stats import BenchConfig
+from ragbus_bench.workers import run_worker_comparison
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import aio_pika
 
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.bus.rabbitmq_topology import Topology
-from ragbus.pipelines.rag import SINKS
+from ragbus.pipelines.rag import pipeline as rag
 
 #: Short delay tiers, so retry tests wait fractions of a second.
 TIERS = (0.2, 0.5)
@@ -57,7 +57,7 @@ class Namespace:
                 *(bus.topology.retry_queue(stage, tier) for tier in bus.topology.delay_tiers),
             )
         }
-        names.update(bus.topology.sink_queue(sink) for bus in self.buses for sink in SINKS)
+        names.update(bus.topology.sink_queue(sink) for bus in self.buses for sink in rag.sinks)
         connection = await aio_pika.connect(self.url)
         try:
             for name in sorted(names):

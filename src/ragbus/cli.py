@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ragbus.cli_common import (
+    AppOption,
     BusOption,
     CorpusOption,
+    ExitCode,
     configure_logging,
     fail,
+    load_pipeline,
     run,
     settings_from,
 )
 from ragbus.cli_dlq import app as dlq_app
 from ragbus.config import BusKind
 from ragbus.errors import RagbusError
-from ragbus.events import InvalidEvent, json_schemas
+from ragbus.events import InvalidEvent
 
 if TYPE_CHECKING:
     from ragbus.client import Answer
+    from ragbus.events import Envelope
 
 app = typer.Typer(
     name="ragbus",
@@ -42,6 +47,7 @@ def ask(
         bool, typer.Option("--json", help="Print the answer_generated event as JSON.")
     ] = False,
     bus: BusOption = None,
+    app: AppOption = None,
     corpus: CorpusOption = None,
     k: Annotated[
         int | None, typer.Option("--k", "-k", min=1, max=50, help="Passages to retrieve.")
@@ -61,11 +67,12 @@ def ask(
         fail("the question is empty")
     if corpus is not None and not corpus.exists():
         fail(f"corpus path does not exist: {corpus}")
-    settings = settings_from(bus=bus, corpus=corpus)
+    settings = settings_from(bus=bus, corpus=corpus, app=app)
+    pipeline = load_pipeline(settings)
     from ragbus.client import Client
 
     async def go() -> Answer:
-        async with Client(settings) as client:
+        async with Client(settings, app=pipeline) as client:
             return await client.ask(question, k=k, timeout=timeout)
 
     answer = run(go())
@@ -102,12 +109,14 @@ def schema(
     event_type: Annotated[
         str | None, typer.Argument(help="One event type (default: all of them).")
     ] = None,
+    app: AppOption = None,
 ) -> None:
-    """Print the JSON Schema of the envelope and of each event payload."""
+    """Print the JSON Schema of the envelope and of each event payload of the app."""
+    pipeline = load_pipeline(settings_from(app=app))
     try:
-        schemas = json_schemas(event_type)
-    except KeyError as exc:
-        fail(str(exc.args[0]))
+        schemas = pipeline.events.schemas(event_type)
+    except InvalidEvent as exc:
+        fail(str(exc), ExitCode.USAGE)
     typer.echo(json.dumps(schemas, indent=2))
 
 
@@ -137,43 +146,101 @@ def index(
 
 @app.command()
 def bench(
+    app: AppOption = None,
     bus: BusOption = None,
-    queries: Annotated[int, typer.Option("--queries", "-n", min=1, help="Queries to run.")] = 2000,
+    requests: Annotated[
+        int, typer.Option("--requests", "-n", min=1, help="Requests to send in all.")
+    ] = 2000,
     concurrency: Annotated[
         int,
         typer.Option(
-            "--concurrency", "-c", min=1, help="Queries in flight, and per-stage concurrency."
+            "--concurrency", "-c", min=1, help="Requests in flight, and per-stage concurrency."
         ),
     ] = 100,
     lm_latency_ms: Annotated[
         float,
-        typer.Option("--lm-latency-ms", min=0, help="Simulated LM delay in the generate stage."),
+        typer.Option("--lm-latency-ms", min=0, help="Simulated delay of the offline LM."),
     ] = 0.0,
-    anchor: Annotated[
-        bool, typer.Option("--anchor/--no-anchor", help="Also run the hand-written anchor chain.")
-    ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    payloads: Annotated[
+        Path | None,
+        typer.Option(
+            "--payloads",
+            help="JSON lines of entry-event payloads to send (default: the app's examples).",
+        ),
+    ] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option("--type", help="The entry event type to send (default: the app's first)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Measure queries/s and p50/p99 latency through all stages, beside an anchor."""
-    from ragbus.benchmarks.run import BenchConfig, render_results, run_benchmarks
+    """Load-test the app: requests/s and p50/p99 latency through all its stages.
+
+    The stages run in this process (on RabbitMQ in a throw-away namespace), with the
+    cache and deduplication off. To compare ragbus with hand-written anchors, run
+    bench/compare.py from a clone of the repository.
+    """
+    from ragbus.loadtest import example_payloads, load_test
+    from ragbus.publishing import iter_json_values
 
     configure_logging(False)
-    settings = settings_from(bus=bus, lm_latency_ms=lm_latency_ms, concurrency=concurrency)
-    config = BenchConfig(queries=queries, concurrency=concurrency, lm_latency_ms=lm_latency_ms)
-    results = run(run_benchmarks(settings, config, anchor=anchor))
+    settings = settings_from(bus=bus, lm_latency_ms=lm_latency_ms, app=app)
+    pipeline = load_pipeline(settings)
+    try:
+        if payloads is not None:
+            if not payloads.is_file():
+                fail(f"payloads file does not exist: {payloads}", ExitCode.CONFIGURATION)
+            sent: Sequence[Any] = list(iter_json_values(payloads.read_text()))
+            kind = event_type or pipeline.entry_events[0]
+        else:
+            kind, sent = example_payloads(pipeline)
+            kind = event_type or kind
+    except (RagbusError, InvalidEvent) as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
+    with typer.progressbar(
+        length=requests, label=f"{pipeline.name}: {kind}", file=sys.stderr
+    ) as bar:
+        done = 0
+
+        def advance(finished: int) -> None:
+            nonlocal done
+            bar.update(finished - done)
+            done = finished
+
+        result = run(
+            load_test(
+                settings,
+                pipeline,
+                requests=requests,
+                concurrency=concurrency,
+                event_type=kind,
+                payloads=sent,
+                progress=advance,
+            )
+        )
     if as_json:
-        typer.echo(json.dumps([result.as_dict() for result in results], indent=2))
-    else:
-        typer.echo(render_results(results, config))
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    summary = result.as_dict()
+    typer.echo(
+        f"{summary['answered']} of {requests} answered in {summary['seconds']} s: "
+        f"{summary['per_second']} requests/s, p50 {summary['p50_ms']} ms, "
+        f"p99 {summary['p99_ms']} ms" + (f"; errors: {summary['errors']}" if result.errors else "")
+    )
 
 
 @app.command()
 def worker(
     stages: Annotated[
         str,
-        typer.Option("--stages", "-s", help="Comma-separated stages (retrieve,generate) or all."),
+        typer.Option(
+            "--stages",
+            "-s",
+            help="Comma-separated stages of the app (e.g. retrieve,generate) or all.",
+        ),
     ] = "all",
     bus: BusOption = None,
+    app: AppOption = None,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", "-c", min=1, help="In-flight events per stage.")
     ] = None,
@@ -192,17 +259,18 @@ def worker(
     from ragbus.worker import parse_stages, run_worker
 
     configure_logging(verbose)
-    settings = settings_from(bus=bus, concurrency=concurrency, corpus=corpus)
+    settings = settings_from(bus=bus, concurrency=concurrency, corpus=corpus, app=app)
     if settings.bus is BusKind.MEMORY:
         fail(
             "a worker needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq); "
             "the memory bus lives inside one process (see `ragbus ask`)"
         )
+    pipeline = load_pipeline(settings)
     try:
-        names = parse_stages(stages)
+        names = parse_stages(pipeline, stages)
     except RagbusError as exc:
-        fail(str(exc))
-    run(run_worker(settings, names, host=host, port=None if port < 0 else port))
+        fail(str(exc), ExitCode.USAGE)
+    run(run_worker(settings, pipeline, names, host=host, port=None if port < 0 else port))
 
 
 @app.command()
@@ -217,6 +285,7 @@ def serve(
         typer.Option(min=0, max=65535, help="TCP port; env RAGBUS_GATEWAY_PORT (default 8000)."),
     ] = None,
     corpus: CorpusOption = None,
+    app: AppOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
     """Serve the HTTP gateway: a chat page on /, /v1/ask, /v1/ask/stream (SSE), /v1/ws
@@ -231,14 +300,15 @@ def serve(
     configure_logging(verbose)
     if corpus is not None and not corpus.exists():
         fail(f"corpus path does not exist: {corpus}")
-    settings = settings_from(bus=bus, corpus=corpus, gateway_host=host, gateway_port=port)
+    settings = settings_from(bus=bus, corpus=corpus, gateway_host=host, gateway_port=port, app=app)
+    pipeline = load_pipeline(settings)
     typer.echo(
         f"ragbus gateway on http://{settings.gateway_host}:{settings.gateway_port}/ "
         f"({settings.bus.value} bus)",
         err=True,
     )
     try:
-        serve_gateway(settings)
+        serve_gateway(settings, pipeline=pipeline)
     except (RagbusError, OSError) as exc:
         fail(str(exc))
 
@@ -254,15 +324,17 @@ def publish(
         typer.Option("--file", "-f", help="Read JSON or JSON lines from a file ('-' for stdin)."),
     ] = None,
     bus: BusOption = None,
+    app: AppOption = None,
 ) -> None:
-    """Publish events to the bus, each confirmed by the broker before the next.
+    """Publish events of the app to the bus, each confirmed by the broker before the next.
 
     With no arguments and no --file, reads JSON or JSON lines from stdin.
     """
     from ragbus.publishing import parse_events
 
     configure_logging(False)
-    settings = settings_from(bus=bus)
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
     if settings.bus is BusKind.MEMORY:
         fail("publishing needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq)")
     if events:
@@ -274,7 +346,7 @@ def publish(
     else:
         text = sys.stdin.read()
     try:
-        parsed = parse_events(text)
+        parsed = parse_events(text, pipeline)
     except InvalidEvent as exc:
         fail(str(exc))
     if not parsed:
@@ -289,6 +361,75 @@ def publish(
                 typer.echo(json.dumps({"id": str(event.id), "type": event.type}))
 
     run(go())
+
+
+@app.command()
+def send(
+    event: Annotated[
+        str,
+        typer.Argument(
+            help='One event as JSON: an envelope {"type": ..., "payload": ...}, or a bare '
+            "payload of the app's entry event."
+        ),
+    ],
+    app: AppOption = None,
+    bus: BusOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Wait for the app's final event for it and print it (default), or only "
+            "publish and print the event's id.",
+        ),
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait; also the deadline.")
+    ] = 60.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Send one event into the app and print its result: the pipeline's final event of
+    the same correlation, as JSON.
+
+    On the memory bus (the default) every stage runs in this process; on RabbitMQ the
+    workers handle it and this command waits for the result only.
+    """
+    from ragbus.client import Client
+    from ragbus.json_input import MalformedJSON, parse_json
+    from ragbus.publishing import to_envelope
+
+    configure_logging(verbose)
+    settings = settings_from(bus=bus, app=app)
+    if not wait and settings.bus is BusKind.MEMORY:
+        fail(
+            "--no-wait needs a shared bus (--bus rabbitmq): on the memory bus the stages "
+            "run inside this command, which must wait for them",
+            ExitCode.USAGE,
+        )
+    pipeline = load_pipeline(settings)
+    try:
+        envelope = to_envelope(parse_json(event), pipeline)
+    except MalformedJSON as exc:
+        fail(f"the event is not JSON: {exc}", ExitCode.USAGE)
+    except InvalidEvent as exc:
+        fail(str(exc), ExitCode.USAGE)
+    if envelope.deadline is None:
+        from datetime import timedelta
+
+        from ragbus.events import utc_now
+
+        envelope = envelope.model_copy(update={"deadline": utc_now() + timedelta(seconds=timeout)})
+
+    async def go() -> Envelope:
+        async with Client(settings, app=pipeline, follow_progress=False) as client:
+            if not wait:
+                return await client.publish(envelope)
+            return (await client.request(envelope, timeout=timeout)).event
+
+    result = run(go())
+    if wait:
+        typer.echo(result.model_dump_json(indent=2, exclude_none=True))
+    else:
+        typer.echo(json.dumps({"id": str(result.id), "type": result.type}))
 
 
 def main() -> None:

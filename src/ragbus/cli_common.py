@@ -8,14 +8,17 @@ import sys
 from collections.abc import Coroutine
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 
 from ragbus.config import BusKind, Settings, load_settings
-from ragbus.errors import RagbusError
+from ragbus.errors import ConfigurationError, RagbusError
 from ragbus.events import InvalidEvent, describe_validation_error
+
+if TYPE_CHECKING:
+    from ragbus.pipeline import Pipeline
 
 T = TypeVar("T")
 
@@ -41,6 +44,14 @@ class ExitCode(IntEnum):
 BusOption = Annotated[
     BusKind | None,
     typer.Option("--bus", help="memory (in-process, default) or rabbitmq; env RAGBUS_BUS."),
+]
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="The pipeline: a built-in name (rag, analyzer) or module:attribute of your "
+        "own ragbus.Pipeline; env RAGBUS_APP; default rag.",
+    ),
 ]
 CorpusOption = Annotated[
     Path | None,
@@ -75,6 +86,16 @@ def settings_from(**overrides: object) -> Settings:
         return load_settings(**overrides)
     except ValidationError as exc:
         fail(describe_validation_error(exc).replace("invalid event", "invalid setting"))
+
+
+def load_pipeline(settings: Settings) -> Pipeline:
+    """The pipeline ``settings.app`` names; a bad name exits with one line."""
+    from ragbus.apps import load_app
+
+    try:
+        return load_app(settings.app)
+    except ConfigurationError as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

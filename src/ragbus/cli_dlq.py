@@ -14,7 +14,16 @@ import typer
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason
 from ragbus.bus.factory import make_bus
 from ragbus.bus.memory import MemoryBus
-from ragbus.cli_common import BusOption, configure_logging, fail, run, settings_from
+from ragbus.cli_common import (
+    AppOption,
+    BusOption,
+    ExitCode,
+    configure_logging,
+    fail,
+    load_pipeline,
+    run,
+    settings_from,
+)
 from ragbus.config import Settings
 from ragbus.dlq import (
     ReplaySummary,
@@ -27,8 +36,8 @@ from ragbus.dlq import (
     replay,
     select,
 )
-from ragbus.pipelines.rag import SINKS, STAGE_NAMES, rag_pipeline
-from ragbus.runtime.runner import Runtime
+from ragbus.host import Host, runs_embedded
+from ragbus.pipeline import Pipeline
 
 T = TypeVar("T")
 
@@ -38,7 +47,7 @@ app = typer.Typer(
 )
 
 StageOption = Annotated[
-    str | None, typer.Option("--stage", help=f"Only this stage ({', '.join(STAGE_NAMES)}).")
+    str | None, typer.Option("--stage", help="Only this stage of the app (e.g. generate).")
 ]
 ReasonOption = Annotated[
     DeadLetterReason | None, typer.Option("--reason", help="Only this failure reason.")
@@ -62,6 +71,7 @@ LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="At most
 
 
 def build_filter(
+    pipeline: Pipeline,
     stage: str | None,
     reason: DeadLetterReason | None,
     error_type: str | None,
@@ -71,8 +81,12 @@ def build_filter(
     limit: int | None,
 ) -> DeadLetterFilter:
     """The filter the options describe; a bad time or stage exits with one line."""
-    if stage is not None and stage not in STAGE_NAMES:
-        fail(f"unknown stage {stage!r}; choose from {', '.join(STAGE_NAMES)}")
+    if stage is not None and stage not in pipeline.stages:
+        fail(
+            f"unknown stage {stage!r} of app {pipeline.name!r}; "
+            f"choose from {', '.join(pipeline.stage_names)}",
+            ExitCode.USAGE,
+        )
     try:
         since_at = parse_when(since) if since else None
         until_at = parse_when(until) if until else None
@@ -100,20 +114,22 @@ def with_bus(settings: Settings, work: Callable[[Bus], Awaitable[T]]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def embedded_pipeline(bus: Bus, settings: Settings, *, active: bool) -> AsyncIterator[None]:
+async def embedded_pipeline(
+    bus: Bus, settings: Settings, pipeline: Pipeline, *, active: bool
+) -> AsyncIterator[None]:
     """On the memory bus, run the pipeline's stages in this process while the block runs
     and until every replayed event is handled: there are no workers elsewhere. On
     RabbitMQ (or when not ``active``) do nothing; the workers handle the replays."""
-    if not active or not isinstance(bus, MemoryBus):
+    if not active or not runs_embedded(settings) or not isinstance(bus, MemoryBus):
         yield
         return
-    runtime = Runtime(bus, rag_pipeline(settings), settings=settings, sinks=SINKS)
-    await runtime.start()
+    host = Host(pipeline, bus, settings)
+    await host.start()
     try:
         yield
         await bus.drain()
     finally:
-        await runtime.stop(settings.shutdown_grace_s)
+        await host.stop(settings.shutdown_grace_s)
 
 
 def render_table(letters: list[DeadLetter]) -> str:
@@ -160,12 +176,14 @@ def list_letters(
     limit: LimitOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     bus: BusOption = None,
+    app: AppOption = None,
 ) -> None:
     """List dead letters, oldest first. Changes nothing."""
     configure_logging(False)
-    settings = settings_from(bus=bus)
-    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
-    letters = with_bus(settings, lambda connected: select(connected, where, STAGE_NAMES))
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
+    where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
+    letters = with_bus(settings, lambda connected: select(connected, where, pipeline.stage_names))
     if as_json:
         for line in export_lines(letters):
             typer.echo(line)
@@ -179,12 +197,14 @@ def show(
         str, typer.Argument(help="The dead letter's id, or its first characters.")
     ],
     bus: BusOption = None,
+    app: AppOption = None,
 ) -> None:
     """Print one dead letter whole: the original event and its failure record."""
     configure_logging(False)
-    settings = settings_from(bus=bus)
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
     letters = with_bus(
-        settings, lambda connected: select(connected, DeadLetterFilter(), STAGE_NAMES)
+        settings, lambda connected: select(connected, DeadLetterFilter(), pipeline.stage_names)
     )
     try:
         letter = find(letters, letter_id)
@@ -209,6 +229,7 @@ def replay_letters(
         bool, typer.Option("--dry-run", help="Say what would be replayed; change nothing.")
     ] = False,
     bus: BusOption = None,
+    app: AppOption = None,
 ) -> None:
     """Republish matching dead events to their own stage, attempt reset, replays counted.
 
@@ -216,12 +237,13 @@ def replay_letters(
     memory bus the stages run in this command until the replayed events are handled.
     """
     configure_logging(False)
-    settings = settings_from(bus=bus)
-    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
+    where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
 
     async def work(connected: Bus) -> tuple[int, ReplaySummary]:
-        letters = await select(connected, where, STAGE_NAMES)
-        async with embedded_pipeline(connected, settings, active=not dry_run):
+        letters = await select(connected, where, pipeline.stage_names)
+        async with embedded_pipeline(connected, settings, pipeline, active=not dry_run):
             if len(letters) < 20:
                 return len(letters), await replay(connected, letters, rate=rate, dry_run=dry_run)
             with typer.progressbar(length=len(letters), label="replaying") as bar:
@@ -253,12 +275,14 @@ def purge(
     limit: LimitOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     bus: BusOption = None,
+    app: AppOption = None,
 ) -> None:
     """Delete matching dead letters for good (asks first unless --yes)."""
     configure_logging(False)
-    settings = settings_from(bus=bus)
-    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
-    letters = with_bus(settings, lambda connected: select(connected, where, STAGE_NAMES))
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
+    where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
+    letters = with_bus(settings, lambda connected: select(connected, where, pipeline.stage_names))
     if not letters:
         typer.echo("no dead letters match")
         return
@@ -281,12 +305,14 @@ def export_letters(
     correlation_id: CorrelationOption = None,
     limit: LimitOption = None,
     bus: BusOption = None,
+    app: AppOption = None,
 ) -> None:
     """Write matching dead letters to a JSON-lines file. Changes nothing."""
     configure_logging(False)
-    settings = settings_from(bus=bus)
-    where = build_filter(stage, reason, error_type, since, until, correlation_id, limit)
-    letters = with_bus(settings, lambda connected: select(connected, where, STAGE_NAMES))
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
+    where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
+    letters = with_bus(settings, lambda connected: select(connected, where, pipeline.stage_names))
     text = "".join(f"{line}\n" for line in export_lines(letters))
     if str(file) == "-":
         typer.echo(text, nl=False)
@@ -299,16 +325,26 @@ def export_letters(
 def import_letters(
     file: Annotated[Path, typer.Argument(help="A JSON-lines file from `ragbus dlq export`.")],
     bus: BusOption = None,
+    app: AppOption = None,
 ) -> None:
     """Add the dead letters of an export to this environment's dead-letter queues."""
     configure_logging(False)
-    settings = settings_from(bus=bus)
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
     if not file.exists():
         fail(f"file does not exist: {file}")
     try:
         letters = read_export(file)
     except ValueError as exc:
         fail(str(exc))
+    foreign = [letter for letter in letters if letter.stage not in pipeline.stages]
+    for letter in foreign:
+        typer.echo(
+            f"{letter.id}: skipped: stage {letter.stage!r} is not a stage of app "
+            f"{pipeline.name!r} ({', '.join(pipeline.stage_names)})",
+            err=True,
+        )
+    letters = [letter for letter in letters if letter.stage in pipeline.stages]
 
     async def work(connected: Bus) -> int:
         for letter in letters:
@@ -316,4 +352,6 @@ def import_letters(
         return len(letters)
 
     count = with_bus(settings, work)
-    typer.echo(f"imported {count} dead letters from {file}")
+    typer.echo(f"imported {count} dead letters from {file}, skipped {len(foreign)}")
+    if foreign:
+        raise typer.Exit(ExitCode.FAILED)

@@ -1,42 +1,52 @@
-"""A client for other Python services: publish events and ask questions.
+"""A client for other Python services: publish a pipeline's events and wait for results.
 
 With the memory bus (the embedded default) the client also runs the pipeline's stages
 in its own process, since there are no workers to do it; with RabbitMQ it only
 publishes and listens, and workers elsewhere do the work.
+
+Any pipeline: :meth:`Client.request` publishes an entry event and waits for the
+pipeline's final event of the same correlation. Pipelines that answer questions (the
+``rag`` contract: ``query_received`` in, ``answer_generated`` out) also get
+:meth:`Client.ask` and :meth:`Client.stream`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
+from ragbus.apps import load_app
 from ragbus.bus.base import Bus, InboundMessage
 from ragbus.bus.factory import make_bus
-from ragbus.config import BusKind, Settings
-from ragbus.events import (
-    Envelope,
-    EventType,
-    QueryReceived,
-    Turn,
-    new_event,
-    utc_now,
-)
+from ragbus.config import Settings
+from ragbus.events import Envelope, InvalidEvent, utc_now
+from ragbus.host import Host, runs_embedded
 from ragbus.json_input import parse_json
+from ragbus.payloads.rag import QueryReceived, RagEvent, Turn
+from ragbus.pipeline import Pipeline
+from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.runner import Runtime
-from ragbus.runtime.stage import Stage
-
-#: Event types a client follows while it waits for an answer.
-PROGRESS_TYPES = (EventType.DOCUMENTS_RETRIEVED, EventType.ANSWER_GENERATED)
 
 
 class AnswerTimeout(TimeoutError):
-    """No answer arrived within the time asked for."""
+    """No result (answer) arrived within the time asked for."""
+
+
+@dataclass
+class Result:
+    """The outcome of :meth:`Client.request`: the event sent, the final event it led to,
+    and the events in between (when the client follows progress)."""
+
+    request: Envelope
+    event: Envelope
+    progress: list[Envelope] = field(default_factory=list)
 
 
 @dataclass
@@ -54,9 +64,10 @@ class Answer:
 
 
 class _Listener:
-    """Routes events of the followed types to per-correlation queues and to followers."""
+    """Routes followed events to per-correlation queues and to followers."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
         self.by_correlation: dict[uuid.UUID, asyncio.Queue[Envelope]] = {}
         self.followers: list[tuple[frozenset[str], asyncio.Queue[Envelope]]] = []
 
@@ -71,8 +82,8 @@ class _Listener:
         if waiting is None and not following:
             return  # someone else's event: not worth validating
         try:
-            event = Envelope.model_validate(fields)
-        except ValueError:
+            event = self.pipeline.events.validate(fields)
+        except InvalidEvent:
             return
         if waiting is not None:
             waiting.put_nowait(event)
@@ -81,55 +92,63 @@ class _Listener:
 
 
 class Client:
-    """Publishes events and waits for answers; use as ``async with Client(settings)``.
+    """Publishes events and waits for results; use as ``async with Client(settings)``.
 
     Parameters:
-        settings: bus, URLs, corpus and LM (for the embedded pipeline).
+        settings: bus, URLs, and (for the embedded pipeline) corpus and LM.
+        app: the pipeline (default: the one ``settings.app`` names, ``RAGBUS_APP``).
         bus: use this bus instead of building one from ``settings`` (default: build one).
-        run_pipeline: run the pipeline's stages in this process (default: only when the
-            bus is the memory bus).
-        stages: the stages to run when ``run_pipeline`` (default: the RAG pipeline built
-            from ``settings``).
-        follow_progress: also receive each question's intermediate events
-            (``documents_retrieved``) into :attr:`Answer.progress` (default True; off,
-            only answers reach this client, which is cheaper under load).
-        follow_tokens: also receive each question's ``answer_token`` events, for
-            :meth:`stream`; the embedded pipeline, if any, then streams its answers
-            (default False: tokens cost the generate stage time; on RabbitMQ the workers
-            stream when ``RAGBUS_STREAM_TOKENS`` is true).
+        run_pipeline: run the pipeline's stages in this process (default: only on the
+            memory bus, where there are no workers).
+        follow_progress: also receive each request's intermediate events (e.g.
+            ``documents_retrieved``) into ``progress`` (default True; off, only final
+            events reach this client, which is cheaper under load).
+        follow_tokens: also receive each request's transient events (tokens), for
+            :meth:`stream`; the embedded pipeline, if any, then streams (default False:
+            tokens cost the stages time; on RabbitMQ the workers stream when
+            ``RAGBUS_STREAM_TOKENS`` is true).
         listen_concurrency: events this client's listener takes at once (RabbitMQ: its
-            prefetch); default 64, or 1024 with ``follow_tokens``: every question then
+            prefetch); default 64, or 1024 with ``follow_tokens``: every request then
             brings dozens of tokens, and a listener that takes too few at a time falls
-            behind the generate stage and drops them.
+            behind and drops them.
+        middleware: extra guards for the embedded stages (default none).
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
+        app: Pipeline | None = None,
         bus: Bus | None = None,
         run_pipeline: bool | None = None,
-        stages: Sequence[Stage] | None = None,
         follow_progress: bool = True,
         follow_tokens: bool = False,
         listen_concurrency: int | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.settings = settings
-        self.stages = list(stages) if stages is not None else None
+        self.app = app if app is not None else load_app(settings.app)
         self.bus = bus or make_bus(settings)
-        self.run_pipeline = settings.bus is BusKind.MEMORY if run_pipeline is None else run_pipeline
-        self.runtime: Runtime | None = None
-        self._listener = _Listener()
+        self.run_pipeline = runs_embedded(settings) if run_pipeline is None else run_pipeline
+        self.host: Host | None = None
+        self.middleware = tuple(middleware)
+        self._listener = _Listener(self.app)
         self._group = f"client-{uuid.uuid4().hex[:12]}"
-        self._follow_types: set[str] = (
-            set(PROGRESS_TYPES) if follow_progress else {EventType.ANSWER_GENERATED}
-        )
+        self._final_types = frozenset(self.app.final_events)
+        entry = set(self.app.entry_events)
+        self._follow_types: set[str] = set(self._final_types)
+        if follow_progress:
+            self._follow_types.update(
+                spec.name
+                for spec in self.app.events
+                if not spec.transient and spec.name not in entry
+            )
         self.follow_tokens = follow_tokens
+        if follow_tokens:
+            self._follow_types.update(self.app.transient_events)
         if listen_concurrency is None:
             listen_concurrency = 1024 if follow_tokens else 64
         self._listen_concurrency = listen_concurrency
-        if follow_tokens:
-            self._follow_types.add(EventType.ANSWER_TOKEN)
         self._open = False
 
     async def __aenter__(self) -> Client:
@@ -144,24 +163,27 @@ class Client:
         """Whether :meth:`open` succeeded and :meth:`close` was not called since."""
         return self._open
 
+    @property
+    def runtime(self) -> Runtime | None:
+        """The runtime of the stages this client runs itself, if any."""
+        return self.host.runtime if self.host is not None else None
+
     async def open(self, *, follow: Sequence[str] = ()) -> None:
         """Connect, start the embedded stages if any, and start listening.
 
         Parameters:
-            follow: event types to follow besides the progress of asked questions.
+            follow: event types to follow besides the progress of requests.
         """
-        from ragbus.pipelines.rag import SINKS, rag_pipeline
-
         await self.bus.connect()
         if self.run_pipeline:
-            stages = self.stages
-            if stages is None:
-                streams = self.follow_tokens or self.settings.stream_tokens
-                emit = self.bus.publish_transient if streams else None
-                stages = rag_pipeline(self.settings, emit=emit)
-            self.runtime = Runtime(self.bus, stages, settings=self.settings, sinks=SINKS)
-            await self.runtime.declare_sinks()
-            self.runtime.subscribe()
+            self.host = Host(
+                self.app,
+                self.bus,
+                self.settings,
+                stream=self.follow_tokens or self.settings.stream_tokens,
+                middleware=self.middleware,
+            )
+            await self.host.attach()
         self._follow_types.update(follow)
         self.bus.subscribe(
             self._group,
@@ -176,24 +198,155 @@ class Client:
     async def close(self) -> None:
         """Stop the embedded stages (letting in-flight work finish) and disconnect."""
         if self._open:
-            if self.runtime is not None:
-                await self.runtime.stop(grace=self.settings.shutdown_grace_s)
+            if self.host is not None:
+                await self.host.stop(grace=self.settings.shutdown_grace_s)
             else:
                 await self.bus.stop(grace=self.settings.shutdown_grace_s)
             self._open = False
         await self.bus.close()
 
-    async def publish(self, event: Envelope | BaseModel | dict[str, Any]) -> Envelope:
-        """Publish an envelope, or a question (a ``QueryReceived`` or a dict like
-        ``{"question": ...}``) wrapped in a new ``query_received`` envelope.
+    def event(
+        self,
+        payload: BaseModel | Mapping[str, Any],
+        *,
+        event_type: str | None = None,
+        deadline: datetime | None = None,
+    ) -> Envelope:
+        """A new event of the pipeline, its payload validated
+        (:class:`~ragbus.events.InvalidEvent` otherwise).
+
+        Parameters:
+            payload: a payload model instance, or a dict.
+            event_type: its type (default: the type whose model ``payload`` is, or, for
+                a dict, the pipeline's entry event when it has exactly one).
+            deadline: absolute UTC deadline (default: none).
+        """
+        events = self.app.events
+        if event_type is None:
+            if isinstance(payload, BaseModel):
+                try:
+                    event_type = events.model_type(type(payload))
+                except KeyError as exc:
+                    raise InvalidEvent(str(exc.args[0])) from None
+            elif len(self.app.entry_events) == 1:
+                event_type = self.app.entry_events[0]
+            else:
+                raise InvalidEvent(
+                    f"name the event type: pipeline {self.app.name!r} takes "
+                    f"{', '.join(self.app.entry_events) or 'no entry event'}"
+                )
+        return events.new(event_type, payload, deadline=deadline)
+
+    async def publish(
+        self, event: Envelope | BaseModel | Mapping[str, Any], *, event_type: str | None = None
+    ) -> Envelope:
+        """Publish an envelope, or a payload wrapped in a new envelope (see :meth:`event`).
 
         Returns the envelope as published.
         """
         if not isinstance(event, Envelope):
-            payload = event if isinstance(event, BaseModel) else QueryReceived.model_validate(event)
-            event = new_event(EventType.QUERY_RECEIVED, payload)
+            event = self.event(event, event_type=event_type)
         await self.bus.publish(event)
         return event
+
+    async def request(
+        self,
+        payload: Envelope | BaseModel | Mapping[str, Any],
+        *,
+        event_type: str | None = None,
+        timeout: float = 60.0,
+    ) -> Result:
+        """Publish an event and wait for the pipeline's final event of its correlation
+        (never another caller's).
+
+        Parameters:
+            payload: an envelope, or a payload for a new event (see :meth:`event`); a new
+                event's deadline is ``timeout`` seconds from now.
+            event_type: the new event's type (default: see :meth:`event`).
+            timeout: seconds to wait (default 60).
+
+        Raises:
+            AnswerTimeout: no final event within ``timeout``.
+            InvalidEvent: the payload breaks its model.
+        """
+        sent = (
+            payload
+            if isinstance(payload, Envelope)
+            else self.event(payload, event_type=event_type, deadline=_deadline(timeout))
+        )
+        progress: list[Envelope] = []
+        async with contextlib.aclosing(self._follow(sent, timeout)) as events:
+            async for event in events:
+                if event.type in self._final_types:
+                    return Result(request=sent, event=event, progress=progress)
+                if not self.app.events.spec(event.type).transient:
+                    progress.append(event)
+        raise AnswerTimeout(f"no result within {timeout:g}s")  # pragma: no cover
+
+    async def _follow(
+        self, sent: Envelope, timeout: float, *, include_sent: bool = False
+    ) -> AsyncGenerator[Envelope, None]:
+        """Publish ``sent`` and yield the events of its correlation until a final one
+        (``sent`` itself first, with ``include_sent``)."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + timeout
+        inbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._listener.by_correlation[sent.correlation] = inbox
+        try:
+            await self.bus.publish(sent)
+            if include_sent:
+                yield sent
+            while True:
+                try:
+                    async with asyncio.timeout_at(ends):
+                        event = await inbox.get()
+                except TimeoutError:
+                    raise AnswerTimeout(f"no result within {timeout:g}s") from None
+                yield event
+                if event.type in self._final_types:
+                    return
+        finally:
+            self._listener.by_correlation.pop(sent.correlation, None)
+
+    async def stream_events(
+        self,
+        payload: Envelope | BaseModel | Mapping[str, Any],
+        *,
+        event_type: str | None = None,
+        timeout: float = 60.0,
+    ) -> AsyncGenerator[Envelope, None]:
+        """Publish an event and yield it, then every event of its correlation as it
+        arrives (progress, tokens with ``follow_tokens``), the final event last. Close the
+        iterator early (``contextlib.aclosing``) to stop waiting; nothing is left behind.
+
+        Parameters and errors as for :meth:`request`.
+        """
+        sent = (
+            payload
+            if isinstance(payload, Envelope)
+            else self.event(payload, event_type=event_type, deadline=_deadline(timeout))
+        )
+        follow = self._follow(sent, timeout, include_sent=True)
+        try:
+            async for event in follow:
+                yield event
+        finally:
+            await follow.aclose()
+
+    # -- questions (pipelines with the rag contract) -------------------------------------
+
+    def _question(
+        self, question: str, *, k: int | None, history: Iterable[Turn], timeout: float
+    ) -> Envelope:
+        if RagEvent.QUERY_RECEIVED not in self.app.events or (
+            RagEvent.ANSWER_GENERATED not in self._final_types
+        ):
+            raise InvalidEvent(
+                f"pipeline {self.app.name!r} does not answer questions (it takes "
+                f"{', '.join(self.app.entry_events) or 'nothing'}): use request()"
+            )
+        payload = QueryReceived(question=question, k=k, history=list(history))
+        return self.app.events.new(RagEvent.QUERY_RECEIVED, payload, deadline=_deadline(timeout))
 
     async def ask(
         self,
@@ -214,24 +367,11 @@ class Client:
         Raises:
             AnswerTimeout: no answer within ``timeout``.
             pydantic.ValidationError: the question breaks the payload's limits.
+            InvalidEvent: the pipeline does not answer questions.
         """
-        query = _query(question, k=k, history=history, timeout=timeout)
-        inbox: asyncio.Queue[Envelope] = asyncio.Queue()
-        self._listener.by_correlation[query.id] = inbox
-        progress: list[Envelope] = []
-        try:
-            await self.bus.publish(query)
-            async with asyncio.timeout(timeout):
-                while True:
-                    event = await inbox.get()
-                    if event.type == EventType.ANSWER_GENERATED:
-                        return Answer(query=query, answer=event, progress=progress)
-                    if event.type != EventType.ANSWER_TOKEN:
-                        progress.append(event)
-        except TimeoutError:
-            raise AnswerTimeout(f"no answer within {timeout:g}s") from None
-        finally:
-            self._listener.by_correlation.pop(query.id, None)
+        query = self._question(question, k=k, history=history, timeout=timeout)
+        result = await self.request(query, timeout=timeout)
+        return Answer(query=query, answer=result.event, progress=result.progress)
 
     async def stream(
         self,
@@ -258,29 +398,17 @@ class Client:
             AnswerTimeout: no answer within ``timeout``.
             pydantic.ValidationError: the question breaks the payload's limits.
         """
-        loop = asyncio.get_running_loop()
-        ends = loop.time() + timeout
-        query = _query(question, k=k, history=history, timeout=timeout)
-        inbox: asyncio.Queue[Envelope] = asyncio.Queue()
-        self._listener.by_correlation[query.id] = inbox
+        query = self._question(question, k=k, history=history, timeout=timeout)
+        events = self.stream_events(query, timeout=timeout)
         try:
-            await self.bus.publish(query)
-            yield query
-            while True:
-                try:
-                    async with asyncio.timeout_at(ends):
-                        event = await inbox.get()
-                except TimeoutError:
-                    raise AnswerTimeout(f"no answer within {timeout:g}s") from None
+            async for event in events:
                 yield event
-                if event.type == EventType.ANSWER_GENERATED:
-                    return
         finally:
-            self._listener.by_correlation.pop(query.id, None)
+            await events.aclose()
 
     async def events(self, types: Sequence[str]) -> AsyncIterator[Envelope]:
         """Follow every event of ``types`` published from now on (types must have been
-        passed to :meth:`open` as ``follow``, or be progress types)."""
+        passed to :meth:`open` as ``follow``, or be followed progress types)."""
         missing = set(types) - self._follow_types
         if missing:
             raise ValueError(f"not following {sorted(missing)}: pass them to open(follow=...)")
@@ -294,9 +422,5 @@ class Client:
             self._listener.followers.remove(entry)
 
 
-def _query(question: str, *, k: int | None, history: Iterable[Turn], timeout: float) -> Envelope:
-    """A new ``query_received`` event whose deadline is ``timeout`` seconds from now."""
-    payload = QueryReceived(question=question, k=k, history=list(history))
-    return new_event(
-        EventType.QUERY_RECEIVED, payload, deadline=utc_now() + timedelta(seconds=timeout)
-    )
+def _deadline(timeout: float) -> datetime:
+    return utc_now() + timedelta(seconds=timeout)

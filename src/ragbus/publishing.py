@@ -6,7 +6,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ragbus.events import Envelope, EventType, InvalidEvent, decode_envelope, new_event
+from ragbus.events import Envelope, InvalidEvent
+from ragbus.pipeline import Pipeline
 
 
 def iter_json_values(text: str) -> Iterator[Any]:
@@ -30,27 +31,38 @@ def iter_json_values(text: str) -> Iterator[Any]:
             yield value
 
 
-def to_envelope(value: Any) -> Envelope:
-    """An envelope from a JSON value: a (minimal) envelope with ``type``, or a bare
-    ``query_received`` payload such as ``{"question": "..."}``."""
+def to_envelope(value: Any, pipeline: Pipeline) -> Envelope:
+    """An envelope of ``pipeline`` from a JSON value: a (minimal) envelope with ``type``,
+    or a bare payload of the pipeline's entry event when it has exactly one (for RAG,
+    ``{"question": "..."}`` is a ``query_received``).
+
+    Parameters:
+        value: the decoded JSON.
+        pipeline: the pipeline whose event types it must be one of.
+    """
     if not isinstance(value, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(value).__name__}")
     if "type" in value:
-        return decode_envelope(json.dumps(value))
-    wrapped = {"type": EventType.QUERY_RECEIVED.value, "payload": value}
-    return decode_envelope(json.dumps(wrapped))
+        return pipeline.events.validate(value)
+    entry = pipeline.entry_events
+    if len(entry) != 1:
+        raise InvalidEvent(
+            f'name the event type: an envelope {{"type": ..., "payload": ...}} '
+            f"(pipeline {pipeline.name!r} takes {', '.join(entry) or 'no entry event'})"
+        )
+    return pipeline.events.validate({"type": entry[0], "payload": value})
 
 
-def parse_events(text: str) -> list[Envelope]:
-    """All events in ``text``; the first invalid one raises :class:`InvalidEvent` naming its
-    position."""
+def parse_events(text: str, pipeline: Pipeline) -> list[Envelope]:
+    """All events in ``text`` for ``pipeline``; the first invalid one raises
+    :class:`InvalidEvent` naming its position."""
     events = []
     for number, value in enumerate(iter_json_values(text), start=1):
         try:
-            events.append(to_envelope(value))
+            events.append(to_envelope(value, pipeline))
         except InvalidEvent as exc:
             raise InvalidEvent(f"event #{number}: {exc}") from None
     return events
 
 
-__all__ = ["iter_json_values", "new_event", "parse_events", "to_envelope"]
+__all__ = ["iter_json_values", "parse_events", "to_envelope"]

@@ -15,58 +15,41 @@ from collections.abc import Sequence
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
 from ragbus.errors import ConfigurationError
-from ragbus.handlers import Emit
+from ragbus.host import Host
 from ragbus.ops_http import bound_port, serve_ops
-from ragbus.pipelines.rag import SINKS, STAGE_NAMES, rag_pipeline
-from ragbus.runtime.metrics import Metrics
-from ragbus.runtime.runner import Runtime
-from ragbus.runtime.stage import Stage
+from ragbus.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
 
-def parse_stages(spec: str) -> list[str]:
-    """Stage names from ``retrieve,generate`` or ``all``; unknown names are an error."""
-    names = (
-        list(STAGE_NAMES)
-        if spec.strip() == "all"
-        else [name.strip() for name in spec.split(",") if name.strip()]
-    )
-    unknown = [name for name in names if name not in STAGE_NAMES]
-    if unknown or not names:
-        named = ", ".join(unknown) or "(none)"
-        raise ConfigurationError(
-            f"unknown stage {named}; choose from {', '.join(STAGE_NAMES)} or all"
-        )
+def parse_stages(pipeline: Pipeline, spec: str) -> list[str] | None:
+    """Stage names from ``retrieve,generate``, or None for ``all``; an unknown name is a
+    :class:`~ragbus.errors.ConfigurationError` naming the pipeline's stages."""
+    if spec.strip() == "all":
+        return None
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    try:
+        pipeline.select(names)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     return names
-
-
-def select_stages(
-    settings: Settings, names: Sequence[str], *, emit: Emit | None = None
-) -> list[Stage]:
-    """The pipeline's stages called ``names``.
-
-    Parameters:
-        settings: the pipeline's configuration.
-        names: the stages to keep.
-        emit: publishes transient events (answer tokens); default none, no streaming.
-    """
-    return [stage for stage in rag_pipeline(settings, emit=emit) if stage.name in names]
 
 
 async def run_worker(
     settings: Settings,
-    stage_names: Sequence[str],
+    pipeline: Pipeline,
+    stage_names: Sequence[str] | None = None,
     *,
     host: str = "127.0.0.1",
     port: int | None = 9100,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve ``stage_names`` until SIGTERM/SIGINT (or ``stop`` is set), then drain.
+    """Serve ``pipeline``'s stages until SIGTERM/SIGINT (or ``stop`` is set), then drain.
 
     Parameters:
         settings: bus, corpus, LM, concurrency and grace period.
-        stage_names: the stages to serve.
+        pipeline: the pipeline whose stages to serve.
+        stage_names: the stages to serve (default None: all of them).
         host: interface of the ops endpoints (default 127.0.0.1).
         port: port of ``/healthz`` and ``/metrics`` (default 9100; None: no endpoints).
         stop: an event that ends the worker like a signal does (default: signals only).
@@ -76,21 +59,23 @@ async def run_worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     bus = make_bus(settings)
-    stages = select_stages(
-        settings, stage_names, emit=bus.publish_transient if settings.stream_tokens else None
-    )
-    metrics = Metrics()
-    runtime = Runtime(bus, stages, settings=settings, metrics=metrics, sinks=SINKS)
+    hosted = Host(pipeline, bus, settings, stages=stage_names, stream=settings.stream_tokens)
+    metrics = hosted.metrics
     await bus.connect()
 
     consuming = False
 
     def health() -> dict[str, object]:
         ok = consuming and bus.healthy
-        return {"ok": ok, "stages": list(stage_names), "worker_id": settings.worker_id}
+        return {
+            "ok": ok,
+            "app": pipeline.name,
+            "stages": list(hosted.stage_names),
+            "worker_id": settings.worker_id,
+        }
 
     serving = (
-        f"worker {settings.worker_id} serving {','.join(stage_names)} "
+        f"worker {settings.worker_id} serving {pipeline.name}:{','.join(hosted.stage_names)} "
         f"on the {settings.bus.value} bus"
     )
     try:
@@ -104,13 +89,13 @@ async def run_worker(
                 )
                 shown = f"[{host}]" if ":" in host else host
                 where = f"/healthz and /metrics on http://{shown}:{bound_port(server)}"
-            await runtime.start()
+            await hosted.start()
             consuming = True
             # One line that says where /healthz is, also when ``port`` was 0.
             logger.warning("%s; %s", serving, where)
             await stop.wait()
             logger.warning("worker %s stopping: draining in-flight events", settings.worker_id)
-            await runtime.stop(settings.shutdown_grace_s)
+            await hosted.stop(settings.shutdown_grace_s)
     finally:
         await bus.close()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -16,12 +16,14 @@ from ragbus.bus.base import (
     Requeue,
 )
 from ragbus.bus.errors import UnroutableError
-from ragbus.events import Envelope, EventType, QueryReceived, decode_envelope, new_event
+from ragbus.events import Envelope, new_event
+from ragbus.payloads.rag import QueryReceived, RagEvent
+from ragbus.pipelines.rag import pipeline as rag
 from tests.conftest import BusFactory
 
 
 def query(number: int) -> Envelope:
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question=f"question {number}"))
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"question {number}"))
 
 
 async def wait_for(predicate: object, timeout: float = 20.0) -> None:
@@ -45,14 +47,14 @@ class Recorder:
         self.most_running = max(self.most_running, self.running)
         try:
             await asyncio.sleep(self.delay)
-            self.seen.append(str(decode_envelope(message.body).id))
+            self.seen.append(str(rag.events.decode(message.body).id))
         finally:
             self.running -= 1
 
 
 async def test_every_event_reaches_its_stage_once(bus: Bus) -> None:
     recorder = Recorder()
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], recorder, concurrency=8)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder, concurrency=8)
     await bus.start()
     events = [query(i) for i in range(50)]
     for event in events:
@@ -64,7 +66,7 @@ async def test_every_event_reaches_its_stage_once(bus: Bus) -> None:
 
 async def test_concurrency_limit_is_honoured(bus: Bus) -> None:
     recorder = Recorder(delay=0.05)
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], recorder, concurrency=3)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder, concurrency=3)
     await bus.start()
     for i in range(15):
         await bus.publish(query(i))
@@ -74,8 +76,8 @@ async def test_concurrency_limit_is_honoured(bus: Bus) -> None:
 
 async def test_fan_out_gives_each_group_every_event(bus: Bus) -> None:
     first, second = Recorder(), Recorder()
-    bus.subscribe("audit", [EventType.QUERY_RECEIVED], first, concurrency=4)
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], second, concurrency=4)
+    bus.subscribe("audit", [RagEvent.QUERY_RECEIVED], first, concurrency=4)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], second, concurrency=4)
     await bus.start()
     events = [query(i) for i in range(20)]
     for event in events:
@@ -86,8 +88,8 @@ async def test_fan_out_gives_each_group_every_event(bus: Bus) -> None:
 
 async def test_publish_to_one_stage_skips_other_subscribers(bus: Bus) -> None:
     audit, retrieve = Recorder(), Recorder()
-    bus.subscribe("audit", [EventType.QUERY_RECEIVED], audit, concurrency=1)
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], retrieve, concurrency=1)
+    bus.subscribe("audit", [RagEvent.QUERY_RECEIVED], audit, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], retrieve, concurrency=1)
     await bus.start()
     event = query(1)
     await bus.publish(event, stage="retrieve")
@@ -98,7 +100,7 @@ async def test_publish_to_one_stage_skips_other_subscribers(bus: Bus) -> None:
 
 async def test_delayed_publish_arrives_after_the_delay(bus: Bus) -> None:
     recorder = Recorder()
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], recorder, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder, concurrency=1)
     await bus.start()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -115,9 +117,9 @@ async def test_requeue_returns_the_message_unharmed(bus: Bus) -> None:
         calls.append(1)
         if len(calls) <= 2:
             raise Requeue("breaker open")
-        done.append(str(decode_envelope(message.body).id))
+        done.append(str(rag.events.decode(message.body).id))
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], refuse_twice, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], refuse_twice, concurrency=1)
     await bus.start()
     event = query(1)
     await bus.publish(event)
@@ -127,7 +129,7 @@ async def test_requeue_returns_the_message_unharmed(bus: Bus) -> None:
 
 async def test_graceful_stop_finishes_in_flight_work(bus: Bus) -> None:
     recorder = Recorder(delay=0.5)
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], recorder, concurrency=5)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder, concurrency=5)
     await bus.start()
     for i in range(5):
         await bus.publish(query(i))
@@ -139,7 +141,7 @@ async def test_graceful_stop_finishes_in_flight_work(bus: Bus) -> None:
 
 async def test_paused_stage_takes_nothing_until_resumed(bus: Bus) -> None:
     recorder = Recorder()
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], recorder, concurrency=2)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder, concurrency=2)
     await bus.start()
     await bus.pause("retrieve")
     await asyncio.sleep(0.2)
@@ -152,8 +154,8 @@ async def test_paused_stage_takes_nothing_until_resumed(bus: Bus) -> None:
 
 
 async def test_dead_letters_are_stored_filtered_and_removed(bus: Bus) -> None:
-    await bus.declare("retrieve", [EventType.QUERY_RECEIVED])
-    await bus.declare("generate", [EventType.DOCUMENTS_RETRIEVED])
+    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
+    await bus.declare("generate", [RagEvent.DOCUMENTS_RETRIEVED])
     letters = [
         DeadLetter.from_body(query(i).encode(), stage=stage, reason=reason, error="boom")
         for i, (stage, reason) in enumerate(
@@ -187,9 +189,7 @@ async def test_unroutable_event_is_an_error(make_bus: BusFactory) -> None:
         await bus.start()
         with pytest.raises(UnroutableError):
             await bus.publish(
-                new_event(
-                    EventType.ANSWER_GENERATED, {"question": "q", "answer": "a", "model": "m"}
-                )
+                new_event(RagEvent.ANSWER_GENERATED, {"question": "q", "answer": "a", "model": "m"})
             )
     finally:
         await bus.close()

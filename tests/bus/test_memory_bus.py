@@ -7,11 +7,12 @@ from pathlib import Path
 
 from ragbus.bus.base import DeadLetterFilter, DeadLetterReason, InboundMessage
 from ragbus.bus.memory import MemoryBus
-from ragbus.events import EventType, QueryReceived, new_event
+from ragbus.events import new_event
+from ragbus.payloads.rag import QueryReceived, RagEvent
 
 
 def query(number: int) -> bytes:
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question=f"q{number}")).encode()
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"q{number}")).encode()
 
 
 async def test_full_queue_blocks_the_publisher(tmp_path: Path) -> None:
@@ -21,14 +22,14 @@ async def test_full_queue_blocks_the_publisher(tmp_path: Path) -> None:
     async def slow(message: InboundMessage) -> None:
         await release.wait()
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], slow, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], slow, concurrency=1)
     await bus.start()
     published = 0
 
     async def producer() -> None:
         nonlocal published
         for i in range(100):
-            await bus.publish_raw(query(i), EventType.QUERY_RECEIVED)
+            await bus.publish_raw(query(i), RagEvent.QUERY_RECEIVED)
             published += 1
 
     task = asyncio.create_task(producer())
@@ -51,10 +52,10 @@ async def test_drain_waits_for_every_queue_to_empty(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
         handled.append(message.body)
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], handler, concurrency=2)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handler, concurrency=2)
     await bus.start()
     for i in range(40):
-        await bus.publish_raw(query(i), EventType.QUERY_RECEIVED)
+        await bus.publish_raw(query(i), RagEvent.QUERY_RECEIVED)
     await bus.drain(timeout=10)
     assert len(handled) == 40
     await bus.close()
@@ -68,9 +69,9 @@ async def test_a_handler_that_keeps_crashing_ends_in_the_dlq(tmp_path: Path) -> 
         deliveries.append(message.delivery_count)
         raise RuntimeError("worker crashed")
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], crash, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], crash, concurrency=1)
     await bus.start()
-    await bus.publish_raw(query(1), EventType.QUERY_RECEIVED)
+    await bus.publish_raw(query(1), RagEvent.QUERY_RECEIVED)
     await bus.drain(timeout=5)
     letters = await bus.list_dead_letters(DeadLetterFilter())
     assert deliveries == [1, 2, 3]

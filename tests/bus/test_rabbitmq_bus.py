@@ -29,18 +29,20 @@ from ragbus.bus.errors import PublishNotConfirmedError, UnroutableError
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.bus.rabbitmq_dead_letters import decode_dead_letter, encode_dead_letter
 from ragbus.bus.rabbitmq_topology import tier_for
-from ragbus.events import Envelope, EventType, QueryReceived, decode_envelope, new_event
+from ragbus.events import Envelope, new_event
+from ragbus.payloads.rag import QueryReceived, RagEvent
+from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
 
 pytestmark = pytest.mark.rabbitmq
 
 
 def query(number: int) -> Envelope:
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question=f"question {number}"))
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"question {number}"))
 
 
 def event_id(message: InboundMessage) -> str:
-    return str(decode_envelope(message.body).id)
+    return str(rag.events.decode(message.body).id)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -121,8 +123,8 @@ def test_broker_dead_letters_are_recognised() -> None:
 
 async def test_topology_is_declared_as_documented(namespace: Namespace) -> None:
     bus = await namespace.bus(delivery_limit=7)
-    await bus.declare("retrieve", [EventType.QUERY_RECEIVED])
-    await bus.declare("retrieve", [EventType.QUERY_RECEIVED])  # idempotent
+    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
+    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])  # idempotent
     topology = namespace.topology
     p = namespace.prefix
     expected: dict[str, dict[str, Any]] = {
@@ -161,7 +163,7 @@ async def test_topology_is_declared_as_documented(namespace: Namespace) -> None:
         # Routing: the event type reaches the stage queue through the exchange; a retry
         # queue feeds the stage queue after its TTL.
         exchange = await channel.get_exchange(namespace.exchange)
-        await exchange.publish(aio_pika.Message(b"{}"), routing_key=EventType.QUERY_RECEIVED)
+        await exchange.publish(aio_pika.Message(b"{}"), routing_key=RagEvent.QUERY_RECEIVED)
         await channel.default_exchange.publish(
             aio_pika.Message(b"[]"), routing_key=topology.retry_queue("retrieve", 0.2)
         )
@@ -177,12 +179,12 @@ async def test_topology_is_declared_as_documented(namespace: Namespace) -> None:
 
 async def test_unroutable_publishes_raise(namespace: Namespace) -> None:
     bus = await namespace.bus()
-    await bus.declare("retrieve", [EventType.QUERY_RECEIVED])
-    answer = new_event(EventType.ANSWER_GENERATED, {"question": "q", "answer": "a", "model": "m"})
+    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
+    answer = new_event(RagEvent.ANSWER_GENERATED, {"question": "q", "answer": "a", "model": "m"})
     with pytest.raises(UnroutableError):
         await bus.publish(answer)
     with pytest.raises(UnroutableError):
-        await bus.publish_raw(b"{}", EventType.DOCUMENTS_RETRIEVED)
+        await bus.publish_raw(b"{}", RagEvent.DOCUMENTS_RETRIEVED)
     with pytest.raises(UnroutableError):
         await bus.publish(query(1), stage="generate")
     with pytest.raises(UnroutableError):
@@ -204,7 +206,7 @@ async def test_poison_message_ends_in_the_dlq_while_others_flow(namespace: Names
             raise RuntimeError("this message crashes the handler")
         handled.append(event_id(message))
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], handler, concurrency=2)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handler, concurrency=2)
     await bus.start()
     good = [query(i) for i in range(1, 21)]
     await bus.publish(poison)
@@ -225,7 +227,7 @@ async def test_poison_message_ends_in_the_dlq_while_others_flow(namespace: Names
     (letter,) = letters
     assert letter.reason is DeadLetterReason.DELIVERY_LIMIT
     assert letter.event_id == str(poison.id)
-    assert letter.envelope == decode_envelope(poison.encode()).model_dump(
+    assert letter.envelope == rag.events.decode(poison.encode()).model_dump(
         mode="json", exclude_none=True
     )
     assert letter.attempts == limit + 1
@@ -237,7 +239,7 @@ async def test_poison_message_ends_in_the_dlq_while_others_flow(namespace: Names
 
 async def test_listing_the_dlq_twice_changes_nothing(namespace: Namespace) -> None:
     bus = await namespace.bus(delivery_limit=1)
-    await bus.declare("retrieve", [EventType.QUERY_RECEIVED])
+    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
     letters = [
         DeadLetter.from_body(
             query(i).encode(), stage="retrieve", reason=DeadLetterReason.FAILED, error="boom"
@@ -298,8 +300,8 @@ async def test_two_workers_share_the_work_exactly_once(namespace: Namespace) -> 
         return handle
 
     first, second = await namespace.bus(), await namespace.bus()
-    first.subscribe("retrieve", [EventType.QUERY_RECEIVED], recorder("a"), concurrency=4)
-    second.subscribe("retrieve", [EventType.QUERY_RECEIVED], recorder("b"), concurrency=4)
+    first.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder("a"), concurrency=4)
+    second.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder("b"), concurrency=4)
     await first.start()
     await second.start()
     events = [query(i) for i in range(60)]
@@ -323,7 +325,7 @@ async def test_requeue_does_not_count_towards_the_delivery_limit(namespace: Name
             raise Requeue("breaker open")
         done.append(event_id(message))
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], refuse_often, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], refuse_often, concurrency=1)
     await bus.start()
     event = query(1)
     await bus.publish(event)
@@ -343,8 +345,8 @@ async def test_delayed_retry_reaches_only_its_stage(namespace: Namespace) -> Non
     async def record_retrieve(message: InboundMessage) -> None:
         retrieve.append(event_id(message))
 
-    bus.subscribe("audit", [EventType.QUERY_RECEIVED], record_audit, concurrency=1)
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], record_retrieve, concurrency=1)
+    bus.subscribe("audit", [RagEvent.QUERY_RECEIVED], record_audit, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], record_retrieve, concurrency=1)
     await bus.start()
     event = query(1)
     loop = asyncio.get_running_loop()
@@ -363,7 +365,7 @@ async def test_ephemeral_subscription_follows_events(namespace: Namespace) -> No
     async def follow(message: InboundMessage) -> None:
         seen.append(event_id(message))
 
-    bus.subscribe("client-1", [EventType.QUERY_RECEIVED], follow, concurrency=8, ephemeral=True)
+    bus.subscribe("client-1", [RagEvent.QUERY_RECEIVED], follow, concurrency=8, ephemeral=True)
     await bus.start()
     events = [query(i) for i in range(5)]
     for event in events:
@@ -389,7 +391,7 @@ async def test_watchdog_restores_a_silently_vanished_consumer(
     async def handle(message: InboundMessage) -> None:
         seen.append(event_id(message))
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], handle, concurrency=2)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handle, concurrency=2)
     await bus.start()
     assert bus.healthy
     # Cancel the consumer behind aio-pika's back, as a lost consumer looks (#231, #334).
@@ -411,7 +413,7 @@ async def test_consumer_comes_back_after_the_server_cancels_it(namespace: Namesp
     async def handle(message: InboundMessage) -> None:
         seen.append(event_id(message))
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], handle, concurrency=2)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handle, concurrency=2)
     await bus.start()
     # Deleting the queue makes the broker send basic.cancel to its consumer (#334).
     connection = await aio_pika.connect(namespace.url)
@@ -439,7 +441,7 @@ async def test_unsettled_delivery_is_redelivered_after_a_drop(
         if len(seen) == 1:
             await release.wait()
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], slow, concurrency=1)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], slow, concurrency=1)
     await bus.start()
     reconnects = count_reconnects(bus)
     event = query(1)
@@ -502,8 +504,8 @@ async def test_consumers_resume_after_the_connection_drops(namespace: Namespace)
     async def handle(message: InboundMessage) -> None:
         seen.append(event_id(message))
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], handle, concurrency=4)
-    bus.subscribe("client", [EventType.QUERY_RECEIVED], handle, concurrency=4, ephemeral=True)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handle, concurrency=4)
+    bus.subscribe("client", [RagEvent.QUERY_RECEIVED], handle, concurrency=4, ephemeral=True)
     await bus.start()
     reconnects = count_reconnects(bus)
     await bus.publish(query(0))
@@ -530,7 +532,7 @@ async def test_consumers_resume_after_a_broker_restart(namespace: Namespace) -> 
     async def handle(message: InboundMessage) -> None:
         seen.append(event_id(message))
 
-    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], handle, concurrency=4)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handle, concurrency=4)
     await bus.start()
     await bus.publish(query(0))
     await wait_for(lambda: len(seen) == 1)
@@ -552,13 +554,13 @@ async def test_consumers_resume_after_a_broker_restart(namespace: Namespace) -> 
 
 async def test_ephemeral_subscription_survives_pause_and_resume(namespace: Namespace) -> None:
     bus = await namespace.bus()
-    await bus.declare("retrieve", [EventType.QUERY_RECEIVED])  # keeps events routable
+    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])  # keeps events routable
     seen: list[str] = []
 
     async def follow(message: InboundMessage) -> None:
         seen.append(event_id(message))
 
-    bus.subscribe("client", [EventType.QUERY_RECEIVED], follow, concurrency=2, ephemeral=True)
+    bus.subscribe("client", [RagEvent.QUERY_RECEIVED], follow, concurrency=2, ephemeral=True)
     await bus.start()
     await bus.pause("client")  # the auto-delete queue goes with its consumer
     assert bus.healthy

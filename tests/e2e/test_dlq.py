@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,9 +17,10 @@ from ragbus.client import Client
 from ragbus.config import Settings
 from ragbus.dlq import replay, replay_event
 from ragbus.errors import PermanentError
-from ragbus.events import Envelope, EventType, QueryReceived, new_event
-from ragbus.pipelines.rag import rag_pipeline
-from ragbus.runtime.stage import Stage
+from ragbus.events import Envelope, new_event
+from ragbus.payloads.rag import QueryReceived, RagEvent
+from ragbus.pipelines.rag import pipeline as rag
+from ragbus.runtime.stage import Handler
 from tests.conftest import BusFactory
 
 
@@ -31,15 +31,13 @@ class Outage:
     def __init__(self) -> None:
         self.fixed = False
 
-    def wrap(self, stage: Stage) -> Stage:
-        real = stage.handler
-
+    def wrap(self, real: Handler) -> Handler:
         async def handler(event: Envelope) -> list[Envelope]:
             if not self.fixed and "shard-7" in event.payload["question"]:
                 raise PermanentError("index shard 7 is missing")
             return await real(event)
 
-        return dataclasses.replace(stage, handler=handler)
+        return handler
 
 
 async def wait_until(predicate: object, timeout: float = 30.0) -> None:
@@ -52,16 +50,14 @@ async def test_failed_events_are_answered_after_the_fix_and_replay(
     make_bus: BusFactory, settings: Settings
 ) -> None:
     outage = Outage()
-    retrieve, generate = rag_pipeline(settings)
+    app = rag.wrap_stage("retrieve", outage.wrap)
     bus = make_bus()
     answered: dict[str, Envelope] = {}
     questions = [f"How does replay work? shard-{n % 10}" for n in range(40)]  # 4 break
-    async with Client(
-        settings, bus=bus, run_pipeline=True, stages=[outage.wrap(retrieve), generate]
-    ) as client:
+    async with Client(settings, app=app, bus=bus, run_pipeline=True) as client:
 
         async def collect() -> None:
-            async for event in client.events([EventType.ANSWER_GENERATED]):
+            async for event in client.events([RagEvent.ANSWER_GENERATED]):
                 answered[str(event.correlation_id)] = event
 
         collector = asyncio.create_task(collect())
@@ -101,9 +97,7 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(bus: Bus) -> N
         ("generate", DeadLetterReason.FAILED, "LMServerError"),
         ("generate", DeadLetterReason.INVALID, "InvalidEvent"),
     ]
-    events = [
-        new_event(EventType.QUERY_RECEIVED, QueryReceived(question=f"q{n}")) for n in range(4)
-    ]
+    events = [new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"q{n}")) for n in range(4)]
     for event, (stage, reason, error_type) in zip(events, records, strict=True):
         await bus.declare(stage, [])
         letter = DeadLetter.from_body(event.encode(), stage=stage, reason=reason, error="x")
@@ -125,7 +119,7 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(bus: Bus) -> N
 
 
 def test_replay_event_resets_attempt_counts_replays_and_keeps_ids() -> None:
-    event = new_event(EventType.QUERY_RECEIVED, {"question": "q"}).model_copy(update={"attempt": 5})
+    event = new_event(RagEvent.QUERY_RECEIVED, {"question": "q"}).model_copy(update={"attempt": 5})
     letter = DeadLetter.from_body(
         event.encode(), stage="retrieve", reason=DeadLetterReason.FAILED, error="x"
     )
@@ -166,7 +160,7 @@ async def seed(path: Path, letters: list[DeadLetter]) -> None:
 
 
 def failed_query(question: str, stage: str = "retrieve") -> DeadLetter:
-    event = new_event(EventType.QUERY_RECEIVED, QueryReceived(question=question))
+    event = new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question))
     return DeadLetter.from_body(
         event.encode(),
         stage=stage,

@@ -9,7 +9,7 @@ import pytest
 from ragbus.bus.base import DeadLetterFilter, DeadLetterReason
 from ragbus.client import AnswerTimeout, Client
 from ragbus.config import Settings
-from ragbus.events import EventType
+from ragbus.payloads.rag import RagEvent
 from tests.conftest import BusFactory
 
 
@@ -19,7 +19,7 @@ async def test_a_question_is_answered_from_the_bundled_corpus(
     async with Client(settings, bus=make_bus(), run_pipeline=True) as client:
         answer = await client.ask("How does ragbus handle a failed event?", timeout=30)
     payload = answer.answer.payload
-    assert answer.answer.type == EventType.ANSWER_GENERATED
+    assert answer.answer.type == RagEvent.ANSWER_GENERATED
     assert answer.answer.correlation_id == answer.query.id
     assert payload["answer"].strip()
     assert payload["extractive"] is True
@@ -27,7 +27,7 @@ async def test_a_question_is_answered_from_the_bundled_corpus(
     assert any(source["doc_id"].startswith("failures.md") for source in payload["sources"])
     assert set(payload["timings_ms"]) == {"retrieve", "generate"}
     [retrieved] = answer.progress
-    assert retrieved.type == EventType.DOCUMENTS_RETRIEVED
+    assert retrieved.type == RagEvent.DOCUMENTS_RETRIEVED
     assert answer.answer.causation_id == retrieved.id
 
 

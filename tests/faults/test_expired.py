@@ -9,14 +9,8 @@ import pytest
 
 from ragbus.bus.base import DeadLetterReason
 from ragbus.client import AnswerTimeout, Client
-from ragbus.events import (
-    DocumentsRetrieved,
-    EventType,
-    Passage,
-    QueryReceived,
-    new_event,
-    utc_now,
-)
+from ragbus.events import new_event, utc_now
+from ragbus.payloads.rag import DocumentsRetrieved, Passage, QueryReceived, RagEvent
 from tests.conftest import BusFactory
 from tests.faults.support import QUESTION, bus_options, dead_letters_when, fault_settings, metric
 from tests.lm_server import FakeLMServer
@@ -31,11 +25,11 @@ async def test_expired_events_are_dead_lettered_without_calling_the_lm(
     bus = make_bus(**bus_options(bus_kind))
     passed = utc_now() - timedelta(seconds=1)
     late_query = new_event(
-        EventType.QUERY_RECEIVED, QueryReceived(question=f"{QUESTION} (late)"), deadline=passed
+        RagEvent.QUERY_RECEIVED, QueryReceived(question=f"{QUESTION} (late)"), deadline=passed
     )
     # passages and all: only the deadline keeps the generate stage from asking the LM
     late_passages = new_event(
-        EventType.DOCUMENTS_RETRIEVED,
+        RagEvent.DOCUMENTS_RETRIEVED,
         DocumentsRetrieved(
             question=f"{QUESTION} (late, with passages)",
             passages=[Passage(doc_id="failures.md#0", text="Failed events are retried.", score=1)],

@@ -16,14 +16,8 @@ import redis.asyncio as redis
 
 from ragbus.client import Client
 from ragbus.config import Settings
-from ragbus.events import (
-    DocumentsRetrieved,
-    Envelope,
-    EventType,
-    QueryReceived,
-    new_event,
-    utc_now,
-)
+from ragbus.events import Envelope, new_event, utc_now
+from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
 from ragbus.runtime.cache import SharedCache
 from ragbus.runtime.deadline import EventExpired
 from ragbus.runtime.result_cache import ResultCacheGuard
@@ -97,7 +91,7 @@ async def test_a_second_worker_process_answers_from_the_shared_cache(
             assert metric_value(served, "ragbus_processed_total", stage=stage) == 1
 
     assert lm.calls == 1, "the second process called the LM"
-    assert second.type == EventType.ANSWER_GENERATED
+    assert second.type == RagEvent.ANSWER_GENERATED
     assert second.payload["answer"] == first.text
     assert second.payload["model"] == "openai/test-model"
     assert second.correlation_id != first.query.id  # its own question's answer
@@ -189,9 +183,9 @@ async def test_a_lease_taken_after_the_holder_finished_uses_its_result(
         calls.append(event.payload["question"])
         await release.wait()
         payload = DocumentsRetrieved(question=event.payload["question"], passages=[])
-        return [event.derive(EventType.DOCUMENTS_RETRIEVED, payload)]
+        return [event.derive(RagEvent.DOCUMENTS_RETRIEVED, payload)]
 
-    stage = Stage(name="retrieve", consumes=(EventType.QUERY_RECEIVED,), handler=handler)
+    stage = Stage(name="retrieve", consumes=(RagEvent.QUERY_RECEIVED,), handler=handler)
     holder_cache = SharedCache(redis_url, namespace=cache_namespace)
     waiter_cache = _StaleReads(redis_url, cache_namespace, holder_done)
     holder = ResultCacheGuard(holder_cache, owner="holder", poll_s=0.01)
@@ -217,7 +211,7 @@ async def test_a_lease_taken_after_the_holder_finished_uses_its_result(
 
 
 def _query(question: str, *, deadline: datetime | None = None) -> Envelope:
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question=question), deadline=deadline)
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question), deadline=deadline)
 
 
 async def test_a_lease_waiter_expires_at_its_own_deadline(
@@ -233,7 +227,7 @@ async def test_a_lease_waiter_expires_at_its_own_deadline(
         await release.wait()
         return []
 
-    stage = Stage(name="retrieve", consumes=(EventType.QUERY_RECEIVED,), handler=handler)
+    stage = Stage(name="retrieve", consumes=(RagEvent.QUERY_RECEIVED,), handler=handler)
     holder_cache = SharedCache(redis_url, namespace=cache_namespace)
     waiter_cache = SharedCache(redis_url, namespace=cache_namespace)
     holder = ResultCacheGuard(holder_cache, owner="holder", poll_s=0.01)

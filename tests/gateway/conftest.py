@@ -3,7 +3,6 @@ on it, an HTTP client through ASGI, and the app served by a real uvicorn."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +17,9 @@ from ragbus.events import Envelope
 from ragbus.gateway import create_app
 from ragbus.gateway.server import running, server_config
 from ragbus.ops_http import bound_port
-from ragbus.pipelines.rag import GENERATE, rag_pipeline
-from ragbus.runtime.stage import Stage
+from ragbus.pipelines.rag import GENERATE
+from ragbus.pipelines.rag import pipeline as rag
+from ragbus.runtime.stage import Handler
 from tests.conftest import BusFactory
 
 #: A question the bundled corpus answers.
@@ -32,15 +32,14 @@ class Recorder:
 
     events: list[Envelope] = field(default_factory=list)
 
-    def wrap(self, stage: Stage) -> Stage:
-        """``stage`` with a handler that records each event before handling it."""
-        handler = stage.handler
+    def wrap(self, handler: Handler) -> Handler:
+        """``handler`` recording each event before handling it."""
 
         async def recording(event: Envelope) -> list[Envelope]:
             self.events.append(event)
             return await handler(event)
 
-        return dataclasses.replace(stage, handler=recording)
+        return recording
 
 
 @pytest.fixture
@@ -68,11 +67,8 @@ async def make_client(
     async def make(**overrides: Any) -> Client:
         settings = gateway_settings.model_copy(update=overrides)
         bus = make_bus()
-        stages = [
-            recorder.wrap(stage) if stage.name == GENERATE else stage
-            for stage in rag_pipeline(settings, emit=bus.publish_transient)
-        ]
-        client = Client(settings, bus=bus, run_pipeline=True, stages=stages, follow_tokens=True)
+        app = rag.wrap_stage(GENERATE, recorder.wrap)
+        client = Client(settings, app=app, bus=bus, run_pipeline=True, follow_tokens=True)
         await client.open()
         opened.append(client)
         return client

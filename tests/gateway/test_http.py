@@ -13,9 +13,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from ragbus.config import Settings
-from ragbus.events import EventType
 from ragbus.gateway import create_app
 from ragbus.gateway.state import gateway_state
+from ragbus.payloads.rag import RagEvent
 from tests.gateway.conftest import QUESTION, AppFactory, asgi_client, parse_sse
 
 
@@ -142,7 +142,7 @@ async def test_events_are_published_for_other_services(
     app: Starlette, http: httpx.AsyncClient
 ) -> None:
     client = gateway_state(app).client
-    answers = client.events([EventType.ANSWER_GENERATED])
+    answers = client.events([RagEvent.ANSWER_GENERATED])
     waiting = asyncio.ensure_future(anext(answers))
     await asyncio.sleep(0)  # let the follower register
     question_id = uuid.uuid4()

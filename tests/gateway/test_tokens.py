@@ -12,17 +12,11 @@ import pytest
 from ragbus.bus.base import Bus, InboundMessage
 from ragbus.bus.memory import MemoryBus
 from ragbus.bus.rabbitmq import RabbitMQBus
-from ragbus.events import (
-    AnswerToken,
-    DocumentsRetrieved,
-    Envelope,
-    EventType,
-    Passage,
-    QueryReceived,
-    new_event,
-)
-from ragbus.handlers import GenerateHandler, TokenEmitter
+from ragbus.events import Envelope, new_event
+from ragbus.handlers import GenerateHandler
 from ragbus.lm import offline_lm
+from ragbus.payloads.rag import AnswerToken, DocumentsRetrieved, Passage, QueryReceived, RagEvent
+from ragbus.streaming import TokenEmitter
 from tests.conftest import BusFactory
 
 PASSAGES = [
@@ -37,9 +31,9 @@ PASSAGES = [
 
 
 def _retrieved(question: str = "How does ragbus handle a failed event?") -> Envelope:
-    query = new_event(EventType.QUERY_RECEIVED, QueryReceived(question=question))
+    query = new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question))
     return query.derive(
-        EventType.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question=question, passages=PASSAGES)
+        RagEvent.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question=question, passages=PASSAGES)
     )
 
 
@@ -60,7 +54,7 @@ async def test_the_generate_stage_streams_tokens_that_add_up_to_its_answer() -> 
     assert [token.sequence for token in tokens] == list(range(len(tokens)))
     assert "".join(token.text for token in tokens) == answer.payload["answer"]
     for token in emitted:
-        assert token.type == EventType.ANSWER_TOKEN
+        assert token.type == RagEvent.ANSWER_TOKEN
         assert token.correlation_id == event.correlation_id
         assert token.causation_id == event.id
         sequence = token.payload["sequence"]
@@ -87,7 +81,7 @@ async def test_token_text_is_trimmed_like_the_answer() -> None:
     async def emit(event: Envelope) -> None:
         emitted.append(event)
 
-    tokens = TokenEmitter(_retrieved(), emit)
+    tokens = TokenEmitter(_retrieved(), emit, RagEvent.ANSWER_TOKEN)
     for delta in ["  ", "\n Hello", " world ", "", "  ", "again\n\n"]:
         await tokens.add(delta)
     assert [e.payload["text"] for e in emitted] == ["Hello", " world", "   again"]
@@ -108,14 +102,14 @@ async def test_transient_events_reach_listeners_and_vanish_without_them(
 ) -> None:
     bus = make_bus()
     await bus.connect()
-    token = _retrieved().derive(EventType.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0)
+    token = _retrieved().derive(RagEvent.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0)
     await bus.publish_transient(token)  # nobody listens: dropped, no error
     received: asyncio.Queue[InboundMessage] = asyncio.Queue()
 
     async def listen(message: InboundMessage) -> None:
         await received.put(message)
 
-    bus.subscribe("listener", [EventType.ANSWER_TOKEN], listen, concurrency=4, ephemeral=True)
+    bus.subscribe("listener", [RagEvent.ANSWER_TOKEN], listen, concurrency=4, ephemeral=True)
     await bus.start()
     try:
         await bus.publish_transient(token)
@@ -137,9 +131,9 @@ async def test_rabbitmq_sends_tokens_non_persistent_with_a_ttl(amqp_url: str) ->
     try:
         channel = await connection.channel()
         queue = await channel.declare_queue("", exclusive=True)
-        await queue.bind(namespace.exchange, EventType.ANSWER_TOKEN)
+        await queue.bind(namespace.exchange, RagEvent.ANSWER_TOKEN)
         token = _retrieved().derive(
-            EventType.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0
+            RagEvent.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0
         )
         await bus.publish_transient(token)
         async with asyncio.timeout(10):
@@ -161,7 +155,7 @@ async def test_long_deltas_are_split_and_a_raising_emit_stops_streaming_only() -
         if len(emitted) == 3:
             raise RuntimeError("a broken emit")
 
-    tokens = TokenEmitter(_retrieved(), emit)
+    tokens = TokenEmitter(_retrieved(), emit, RagEvent.ANSWER_TOKEN)
     await tokens.add("x" * 45_000)  # three tokens of at most 20,000 characters
     await tokens.add(" more")
     assert [len(e.payload["text"]) for e in emitted] == [20_000, 20_000, 5_000]

@@ -8,21 +8,20 @@ from collections.abc import AsyncIterator
 import pytest
 from starlette.types import Message
 
-from ragbus.events import (
-    AnswerGenerated,
-    AnswerToken,
-    DocumentsRetrieved,
-    Envelope,
-    EventType,
-    Passage,
-    QueryReceived,
-    Source,
-    Turn,
-    new_event,
-)
+from ragbus.events import Envelope, new_event
 from ragbus.gateway.progress import ProgressFrames
 from ragbus.gateway.sessions import SessionStore
 from ragbus.gateway.sse import PING, EventStreamResponse, encode_event
+from ragbus.payloads.rag import (
+    AnswerGenerated,
+    AnswerToken,
+    DocumentsRetrieved,
+    Passage,
+    QueryReceived,
+    RagEvent,
+    Source,
+    Turn,
+)
 
 
 def _turn(number: int) -> Turn:
@@ -50,14 +49,14 @@ def test_sessions_with_no_turns_kept_remember_nothing() -> None:
 
 
 def _events(answer: str) -> tuple[Envelope, Envelope, Envelope]:
-    query = new_event(EventType.QUERY_RECEIVED, QueryReceived(question="q"))
+    query = new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question="q"))
     passage = Passage(doc_id="d#0", title="D", text="text " * 100, score=1.5)
     retrieved = query.derive(
-        EventType.DOCUMENTS_RETRIEVED,
+        RagEvent.DOCUMENTS_RETRIEVED,
         DocumentsRetrieved(question="q", passages=[passage], timings_ms={"retrieve": 1.0}),
     )
     generated = retrieved.derive(
-        EventType.ANSWER_GENERATED,
+        RagEvent.ANSWER_GENERATED,
         AnswerGenerated(
             question="q",
             answer=answer,
@@ -71,7 +70,7 @@ def _events(answer: str) -> tuple[Envelope, Envelope, Envelope]:
 
 def _token(source: Envelope, sequence: int, text: str) -> Envelope:
     return source.derive(
-        EventType.ANSWER_TOKEN, AnswerToken(sequence=sequence, text=text), part=sequence
+        RagEvent.ANSWER_TOKEN, AnswerToken(sequence=sequence, text=text), part=sequence
     )
 
 

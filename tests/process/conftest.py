@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragbus.pipelines.rag import STAGE_NAMES
+from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
 from tests.process.workers import Workers
 
@@ -20,7 +20,7 @@ async def namespace(amqp_url: str) -> AsyncIterator[Namespace]:
     """A fresh exchange and queue prefix; every queue of the pipeline's stages and sinks
     in it is deleted after the test (after its workers stopped)."""
     space = Namespace(amqp_url)
-    space.stages.update(STAGE_NAMES)
+    space.stages.update(rag.stage_names)
     try:
         yield space
     finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -27,9 +26,9 @@ import sys
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.config import Settings
 from ragbus.events import Envelope
-from ragbus.pipelines.rag import SINKS, rag_pipeline
-from ragbus.runtime.runner import Runtime
-from ragbus.runtime.stage import Handler, Stage
+from ragbus.host import Host
+from ragbus.pipelines.rag import pipeline as rag
+from ragbus.runtime.stage import Handler
 
 logger = logging.getLogger("poison_worker")
 
@@ -48,30 +47,24 @@ def poisoned(handler: Handler, marker: str) -> Handler:
 
 async def serve(stage_names: list[str], delivery_limit: int, marker: str) -> None:
     settings = Settings()
-    stages: list[Stage] = [
-        dataclasses.replace(stage, handler=poisoned(stage.handler, marker))
-        if stage.name == "retrieve"
-        else stage
-        for stage in rag_pipeline(settings)
-        if stage.name in stage_names
-    ]
+    app = rag.wrap_stage("retrieve", lambda handler: poisoned(handler, marker))
     bus = RabbitMQBus(
         settings.amqp_url.get_secret_value(),
         exchange=settings.exchange,
         queue_prefix=settings.queue_prefix,
         delivery_limit=delivery_limit,
     )
-    runtime = Runtime(bus, stages, settings=settings, sinks=SINKS)
+    host = Host(app, bus, settings, stages=stage_names)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await bus.connect()
     try:
-        await runtime.start()
+        await host.start()
         logger.warning("poison worker %s ready: %s", settings.worker_id, ",".join(stage_names))
         await stop.wait()
-        await runtime.stop(settings.shutdown_grace_s)
+        await host.stop(settings.shutdown_grace_s)
     finally:
         await bus.close()
 

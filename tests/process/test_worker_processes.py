@@ -24,8 +24,9 @@ from ragbus.bus.base import DeadLetter, DeadLetterFilter, DeadLetterReason
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.dlq import replay
-from ragbus.events import Envelope, EventType, QueryReceived, derived_event_id, new_event
-from ragbus.pipelines.rag import SINKS
+from ragbus.events import Envelope, derived_event_id, new_event
+from ragbus.payloads.rag import QueryReceived, RagEvent
+from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
 from tests.conftest import unavailable
 from tests.lm_server import start_lm_server
@@ -57,7 +58,7 @@ def queries(count: int, tag: str = "") -> list[Envelope]:
     """``count`` distinct questions (distinct, so no cache or coalescing shortcuts)."""
     return [
         new_event(
-            EventType.QUERY_RECEIVED,
+            RagEvent.QUERY_RECEIVED,
             QueryReceived(question=f"{QUESTIONS[n % len(QUESTIONS)]} ({tag}case {n})"),
         )
         for n in range(count)
@@ -66,11 +67,11 @@ def queries(count: int, tag: str = "") -> list[Envelope]:
 
 def answer_id(query: Envelope) -> uuid.UUID:
     """The id every answer to ``query`` must have (derived ids are deterministic)."""
-    retrieved = derived_event_id(query.id, EventType.DOCUMENTS_RETRIEVED)
-    return derived_event_id(retrieved, EventType.ANSWER_GENERATED)
+    retrieved = derived_event_id(query.id, RagEvent.DOCUMENTS_RETRIEVED)
+    return derived_event_id(retrieved, RagEvent.ANSWER_GENERATED)
 
 
-STAGES = {"retrieve": [EventType.QUERY_RECEIVED], "generate": [EventType.DOCUMENTS_RETRIEVED]}
+STAGES = {"retrieve": [RagEvent.QUERY_RECEIVED], "generate": [RagEvent.DOCUMENTS_RETRIEVED]}
 
 
 async def observer(
@@ -87,11 +88,11 @@ async def observer(
     await bus.connect()
     for stage in declare:
         await bus.declare(stage, STAGES[stage])
-    for sink, types in SINKS.items():
+    for sink, types in ((s.name, s.event_types) for s in rag.sinks.values()):
         await bus.declare_sink(sink, types)
     log = AnswerLog()
     bus.subscribe(
-        "observer", [EventType.ANSWER_GENERATED], log, concurrency=64, ephemeral=not durable
+        "observer", [RagEvent.ANSWER_GENERATED], log, concurrency=64, ephemeral=not durable
     )
     await bus.start()
     return bus, log
@@ -162,7 +163,7 @@ async def test_a_poison_message_that_kills_its_worker_ends_in_the_dlq(
         assert supervisor.current is not None
         await supervisor.current.wait_ready(40)
 
-    poison = new_event(EventType.QUERY_RECEIVED, QueryReceived(question="POISON: what kills?"))
+    poison = new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question="POISON: what kills?"))
     before, after = queries(15, "before "), queries(15, "after ")
     for query in [*before, poison, *after]:
         await bus.publish(query)
@@ -355,7 +356,7 @@ async def test_ops_endpoints_report_health_and_per_stage_metrics(
         lm.set(mode="ok")
         sent = [failing, *queries(5)]
         await asyncio.gather(*(bus.publish(query) for query in sent[1:]))
-        await bus.publish_raw(b"this is not JSON", EventType.QUERY_RECEIVED)
+        await bus.publish_raw(b"this is not JSON", RagEvent.QUERY_RECEIVED)
         await log.wait_for((q.id for q in sent), timeout=30, report=workers.report)
 
         async def invalid_dead_lettered() -> bool:

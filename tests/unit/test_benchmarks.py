@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from ragbus.benchmarks.amqp_chain import AIOPIKA_NAME, FASTSTREAM_NAME, AnswerWaiters, new_query
-from ragbus.benchmarks.load import AskOne, closed_loop
-from ragbus.benchmarks.namespace import Namespace
-from ragbus.benchmarks.report import BEGIN, END, Run, render_section, splice
-from ragbus.benchmarks.rounds import Contender, round_order, run_rounds
-from ragbus.benchmarks.stats import BenchConfig, BenchResult, ragbus_name, summarize
-from ragbus.benchmarks.targets import bus_of, evaluate
 from ragbus.config import BusKind
+from ragbus_bench.amqp_chain import AIOPIKA_NAME, FASTSTREAM_NAME, AnswerWaiters, new_query
+from ragbus_bench.load import AskOne, closed_loop
+from ragbus_bench.namespace import Namespace
+from ragbus_bench.report import BEGIN, END, Run, render_section, splice
+from ragbus_bench.rounds import Contender, round_order, run_rounds
+from ragbus_bench.stats import BenchConfig, BenchResult, ragbus_name, summarize
+from ragbus_bench.targets import bus_of, evaluate
 
 
 def result(name: str, qps: float, errors: int = 0) -> BenchResult:

@@ -9,7 +9,9 @@ import pytest
 
 from ragbus.bus.base import DeadLetterReason, InboundMessage, Requeue
 from ragbus.errors import PermanentError, TransientError
-from ragbus.events import DocumentsRetrieved, Envelope, EventType, QueryReceived, new_event
+from ragbus.events import Envelope, new_event
+from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
+from ragbus.pipelines.rag import pipeline as rag
 from ragbus.runtime.classify import BreakerOpenError
 from ragbus.runtime.consumer import StageConsumer
 from ragbus.runtime.deadline import DeadlineGuard, TimeoutGuard
@@ -21,7 +23,7 @@ async def echo(event: Envelope) -> list[Envelope]:
     question = event.payload["question"]
     return [
         event.derive(
-            EventType.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question=question, passages=[])
+            RagEvent.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question=question, passages=[])
         )
     ]
 
@@ -30,12 +32,12 @@ def consumer_for(handler: Handler, **stage_options: object) -> tuple[StageConsum
     bus = RecordingBus()
     stage = Stage(
         name="retrieve",
-        consumes=(EventType.QUERY_RECEIVED,),
+        consumes=(RagEvent.QUERY_RECEIVED,),
         handler=handler,
         **stage_options,  # type: ignore[arg-type]
     )
     return StageConsumer(
-        stage, bus, middlewares=[DeadlineGuard(), TimeoutGuard()], worker_id="w1"
+        stage, bus, events=rag.events, middlewares=[DeadlineGuard(), TimeoutGuard()], worker_id="w1"
     ), bus
 
 
@@ -45,7 +47,7 @@ def delivery(event: Envelope | bytes) -> InboundMessage:
 
 
 def query(**options: object) -> Envelope:
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question="q"), **options)  # type: ignore[arg-type]
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question="q"), **options)  # type: ignore[arg-type]
 
 
 async def test_outputs_are_published() -> None:
@@ -53,7 +55,7 @@ async def test_outputs_are_published() -> None:
     event = query()
     await consumer(delivery(event))
     [(output, stage)] = bus.published
-    assert output.type == EventType.DOCUMENTS_RETRIEVED
+    assert output.type == RagEvent.DOCUMENTS_RETRIEVED
     assert output.causation_id == event.id
     assert stage is None
     assert not bus.letters
@@ -81,7 +83,7 @@ async def test_undecodable_message_keeps_its_raw_text() -> None:
 
 async def test_event_of_another_type_is_invalid_here() -> None:
     consumer, bus = consumer_for(echo)
-    other = new_event(EventType.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question="q", passages=[]))
+    other = new_event(RagEvent.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question="q", passages=[]))
     await consumer(delivery(other))
     assert [letter.reason for letter in bus.letters] == [DeadLetterReason.INVALID]
 

@@ -9,22 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from ragbus.events import (
-    MAX_ENVELOPE_BYTES,
-    DocumentsRetrieved,
-    Envelope,
-    EventType,
-    InvalidEvent,
-    QueryReceived,
-    decode_envelope,
-    derived_event_id,
-    json_schemas,
-    new_event,
-)
+from ragbus.events import MAX_ENVELOPE_BYTES, Envelope, InvalidEvent, derived_event_id, new_event
+from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
+from ragbus.pipelines.rag import pipeline as rag
 
 
 def test_minimal_envelope_gets_id_time_and_correlation() -> None:
-    event = decode_envelope(b'{"type": "query_received", "payload": {"question": "Why?"}}')
+    event = rag.events.decode(b'{"type": "query_received", "payload": {"question": "Why?"}}')
     assert isinstance(event.id, uuid.UUID)
     assert event.correlation_id == event.id
     assert event.causation_id is None
@@ -36,11 +27,11 @@ def test_minimal_envelope_gets_id_time_and_correlation() -> None:
 
 def test_payload_is_validated_against_its_type() -> None:
     with pytest.raises(InvalidEvent, match=r"payload\.question"):
-        decode_envelope(b'{"type": "query_received", "payload": {"question": ""}}')
+        rag.events.decode(b'{"type": "query_received", "payload": {"question": ""}}')
     with pytest.raises(InvalidEvent, match=r"payload\.k"):
-        decode_envelope(b'{"type": "query_received", "payload": {"question": "q", "k": 51}}')
+        rag.events.decode(b'{"type": "query_received", "payload": {"question": "q", "k": 51}}')
     with pytest.raises(InvalidEvent, match=r"payload\.x: Extra inputs"):
-        decode_envelope(b'{"type": "query_received", "payload": {"question": "q", "x": 1}}')
+        rag.events.decode(b'{"type": "query_received", "payload": {"question": "q", "x": 1}}')
 
 
 @pytest.mark.parametrize(
@@ -82,25 +73,25 @@ def test_passage_count_limit() -> None:
 )
 def test_invalid_messages_say_why(body: bytes, reason: str) -> None:
     with pytest.raises(InvalidEvent, match=reason):
-        decode_envelope(body)
+        rag.events.decode(body)
 
 
 def test_too_large_message_is_refused_before_parsing() -> None:
     body = json.dumps({"type": "query_received", "payload": {"question": "q" * MAX_ENVELOPE_BYTES}})
     with pytest.raises(InvalidEvent, match="too large"):
-        decode_envelope(body.encode())
+        rag.events.decode(body.encode())
 
 
 def test_derived_events_get_deterministic_ids_and_keep_correlation() -> None:
     deadline = datetime.now(UTC) + timedelta(seconds=30)
-    query = new_event(EventType.QUERY_RECEIVED, QueryReceived(question="q"), deadline=deadline)
+    query = new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question="q"), deadline=deadline)
     first = query.derive(
-        EventType.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question="q", passages=[])
+        RagEvent.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question="q", passages=[])
     )
     again = query.derive(
-        EventType.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question="q", passages=[])
+        RagEvent.DOCUMENTS_RETRIEVED, DocumentsRetrieved(question="q", passages=[])
     )
-    assert first.id == again.id == derived_event_id(query.id, EventType.DOCUMENTS_RETRIEVED)
+    assert first.id == again.id == derived_event_id(query.id, RagEvent.DOCUMENTS_RETRIEVED)
     assert first.id != query.id
     assert first.correlation_id == query.id
     assert first.causation_id == query.id
@@ -108,14 +99,14 @@ def test_derived_events_get_deterministic_ids_and_keep_correlation() -> None:
 
 
 def test_encode_decode_round_trip() -> None:
-    query = new_event(EventType.QUERY_RECEIVED, {"question": "q", "k": 3})
-    assert decode_envelope(query.encode()) == query
+    query = rag.events.new(RagEvent.QUERY_RECEIVED, {"question": "q", "k": 3})
+    assert rag.events.decode(query.encode()) == query
 
 
 def test_expiry() -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
-    assert new_event(EventType.QUERY_RECEIVED, {"question": "q"}, deadline=past).is_expired()
-    assert not new_event(EventType.QUERY_RECEIVED, {"question": "q"}).is_expired()
+    assert new_event(RagEvent.QUERY_RECEIVED, {"question": "q"}, deadline=past).is_expired()
+    assert not new_event(RagEvent.QUERY_RECEIVED, {"question": "q"}).is_expired()
 
 
 def test_naive_times_are_taken_as_utc() -> None:
@@ -126,9 +117,9 @@ def test_naive_times_are_taken_as_utc() -> None:
 
 
 def test_schemas_cover_every_type() -> None:
-    schemas = json_schemas()
-    assert set(schemas["payloads"]) == {t.value for t in EventType}
+    schemas = rag.events.schemas()
+    assert set(schemas["payloads"]) == {t.value for t in RagEvent}
     assert "question" in schemas["payloads"]["query_received"]["properties"]
     assert schemas["payloads"]["query_received"]["properties"]["question"]["maxLength"] == 4000
-    with pytest.raises(KeyError):
-        json_schemas("nope")
+    with pytest.raises(InvalidEvent, match="unknown event type 'nope'"):
+        rag.events.schemas("nope")

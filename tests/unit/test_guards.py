@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ragbus.errors import PermanentError, TransientError
-from ragbus.events import DocumentsRetrieved, Envelope, EventType, QueryReceived, new_event
+from ragbus.events import Envelope, new_event
+from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
 from ragbus.runtime.breaker import BreakerConfig, BreakerState
 from ragbus.runtime.breaker_guard import BreakerBoard, BreakerGuard
 from ragbus.runtime.cache import SharedCache, input_key
@@ -23,12 +24,12 @@ from tests.fakes import RecordingBus
 
 
 def query(question: str = "q", **options: object) -> Envelope:
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question=question), **options)  # type: ignore[arg-type]
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question), **options)  # type: ignore[arg-type]
 
 
 def answer_of(event: Envelope) -> list[Envelope]:
     payload = DocumentsRetrieved(question=event.payload["question"], passages=[])
-    return [event.derive(EventType.DOCUMENTS_RETRIEVED, payload)]
+    return [event.derive(RagEvent.DOCUMENTS_RETRIEVED, payload)]
 
 
 class CountingHandler:
@@ -49,7 +50,7 @@ class CountingHandler:
 
 
 def stage(handler: Callable[[Envelope], Awaitable[list[Envelope]]], **options: object) -> Stage:
-    return Stage(name="retrieve", consumes=(EventType.QUERY_RECEIVED,), handler=handler, **options)  # type: ignore[arg-type]
+    return Stage(name="retrieve", consumes=(RagEvent.QUERY_RECEIVED,), handler=handler, **options)  # type: ignore[arg-type]
 
 
 # retries ---------------------------------------------------------------------------------

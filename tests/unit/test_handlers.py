@@ -11,20 +11,18 @@ import dspy
 import pytest
 
 from ragbus.errors import PermanentError
-from ragbus.events import (
-    AnswerGenerated,
-    DocumentsRetrieved,
-    Envelope,
-    EventType,
-    Passage,
-    QueryReceived,
-    Turn,
-    derived_event_id,
-    new_event,
-)
+from ragbus.events import Envelope, derived_event_id, new_event
 from ragbus.handlers import GenerateHandler, RetrieveHandler
 from ragbus.handlers.generate import NO_PASSAGES_ANSWER, PROMPT_VERSION
 from ragbus.lm import offline_lm
+from ragbus.payloads.rag import (
+    AnswerGenerated,
+    DocumentsRetrieved,
+    Passage,
+    QueryReceived,
+    RagEvent,
+    Turn,
+)
 from ragbus.retrieval import SearchIndex, load_corpus
 from tests.samples import write_corpus
 
@@ -35,12 +33,12 @@ def index(tmp_path: Path) -> SearchIndex:
 
 
 def query_event(question: str, **fields: Any) -> Envelope:
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question=question, **fields))
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question, **fields))
 
 
 def retrieved_event(passages: list[Passage], question: str = "Why?") -> Envelope:
     payload = DocumentsRetrieved(question=question, passages=passages, timings_ms={"retrieve": 1.5})
-    return query_event(question).derive(EventType.DOCUMENTS_RETRIEVED, payload)
+    return query_event(question).derive(RagEvent.DOCUMENTS_RETRIEVED, payload)
 
 
 class RecordingModule(dspy.Module):  # type: ignore[misc]
@@ -71,11 +69,11 @@ async def test_retrieve_emits_documents_retrieved_derived_from_the_query(
 
     assert len(outputs) == 1
     out = outputs[0]
-    assert out.type == EventType.DOCUMENTS_RETRIEVED
-    assert out.id == derived_event_id(event.id, EventType.DOCUMENTS_RETRIEVED)
+    assert out.type == RagEvent.DOCUMENTS_RETRIEVED
+    assert out.id == derived_event_id(event.id, RagEvent.DOCUMENTS_RETRIEVED)
     assert out.correlation_id == event.id
     assert out.causation_id == event.id
-    payload = out.typed_payload()
+    payload = out.payload_as(DocumentsRetrieved)
     assert isinstance(payload, DocumentsRetrieved)
     assert payload.question == "How do I replay dead letters?"
     assert payload.passages[0].doc_id == "guide/retries.md#1"
@@ -126,11 +124,11 @@ async def test_generate_answers_from_the_retrieved_passages(index: SearchIndex) 
 
     assert len(outputs) == 1
     out = outputs[0]
-    assert out.type == EventType.ANSWER_GENERATED
-    assert out.id == derived_event_id(retrieved.id, EventType.ANSWER_GENERATED)
+    assert out.type == RagEvent.ANSWER_GENERATED
+    assert out.id == derived_event_id(retrieved.id, RagEvent.ANSWER_GENERATED)
     assert out.correlation_id == query.id
     assert out.causation_id == retrieved.id
-    answer = out.typed_payload()
+    answer = out.payload_as(AnswerGenerated)
     assert isinstance(answer, AnswerGenerated)
     assert answer.question == "When does the circuit breaker open?"
     assert answer.answer.startswith(
@@ -139,7 +137,7 @@ async def test_generate_answers_from_the_retrieved_passages(index: SearchIndex) 
     assert "extractive" in answer.reasoning
     assert answer.model == "offline/extractive"
     assert answer.extractive is True
-    retrieved_passages = retrieved.typed_payload().passages
+    retrieved_passages = retrieved.payload_as(DocumentsRetrieved).passages
     assert [s.doc_id for s in answer.sources] == [p.doc_id for p in retrieved_passages]
     assert answer.sources[0].doc_id == "guide/retries.md#2"
     assert answer.sources[0].title == "Breakers"
@@ -152,7 +150,7 @@ async def test_generate_without_passages_answers_honestly_without_calling_the_lm
 
     outputs = await GenerateHandler(offline_lm(), module=module)(retrieved_event([]))
 
-    answer = outputs[0].typed_payload()
+    answer = outputs[0].payload_as(AnswerGenerated)
     assert answer.answer == NO_PASSAGES_ANSWER
     assert answer.sources == []
     assert module.calls == []
@@ -163,7 +161,7 @@ async def test_generate_passes_context_question_and_history_to_the_module() -> N
     passages = [Passage(doc_id="a#0", title="A", text="Alpha text.", score=2.0)]
     history = [Turn(question="Earlier?", answer="Yes.")]
     payload = DocumentsRetrieved(question="Now?", passages=passages, history=history)
-    event = query_event("Now?").derive(EventType.DOCUMENTS_RETRIEVED, payload)
+    event = query_event("Now?").derive(RagEvent.DOCUMENTS_RETRIEVED, payload)
 
     outputs = await GenerateHandler(offline_lm(), module=module)(event)
 
@@ -171,7 +169,7 @@ async def test_generate_passes_context_question_and_history_to_the_module() -> N
     assert call["context"] == ["Alpha text."]
     assert call["question"] == "Now?"
     assert call["history"].messages == [{"question": "Earlier?", "answer": "Yes."}]
-    answer = outputs[0].typed_payload()
+    answer = outputs[0].payload_as(AnswerGenerated)
     assert answer.answer == "recorded answer"
     assert answer.reasoning == "because"
 

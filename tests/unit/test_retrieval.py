@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragbus.errors import ConfigurationError
-from ragbus.events import Passage
+from ragbus.payloads.rag import Passage
 from ragbus.retrieval import (
     CorpusPassage,
     SearchIndex,

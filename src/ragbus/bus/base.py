@@ -254,7 +254,7 @@ class Bus(abc.ABC):
         bus, when a listener's queue is full), never retried and never dead-lettered. This
         method never raises, except ``asyncio.CancelledError``: a transient event must
         never fail the stage that sends it. It is the ``emit`` callback a handler gets
-        (see :data:`ragbus.handlers.emit.Emit`).
+        (see :data:`ragbus.streaming.Emit`).
 
         The default publishes with :meth:`publish` and drops any failure; backends
         override it to skip persistence and routing checks.

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         env_prefix="RAGBUS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
+    app: str = Field(
+        default="rag",
+        description="the pipeline commands serve: a built-in name (rag, analyzer) or "
+        "module:attribute",
+    )
     bus: BusKind = Field(default=BusKind.MEMORY, description="memory or rabbitmq")
     amqp_url: SecretStr = Field(
         default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
@@ -49,6 +54,11 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(default=4, ge=1, le=50, description="passages retrieved per question")
 
+    program: Path | None = Field(
+        default=None,
+        description="a saved or compiled DSPy program (JSON from module.save) that the "
+        "RAG generate stage loads instead of its default program",
+    )
     lm_model: str = Field(default=OFFLINE_MODEL, description="LiteLLM model string")
     lm_api_base: str | None = Field(default=None, description="LM server URL")
     lm_api_key: SecretStr | None = Field(default=None, description="LM API key")

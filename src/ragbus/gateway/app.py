@@ -26,6 +26,7 @@ from ragbus.gateway.routes.page import index
 from ragbus.gateway.routes.stream import ask_stream
 from ragbus.gateway.sessions import SessionStore
 from ragbus.gateway.state import GatewayState, gateway_state
+from ragbus.pipeline import Pipeline
 
 
 def gateway_routes() -> list[BaseRoute]:
@@ -43,7 +44,9 @@ def gateway_routes() -> list[BaseRoute]:
     ]
 
 
-def create_app(settings: Settings, client: Client | None = None) -> Starlette:
+def create_app(
+    settings: Settings, client: Client | None = None, *, pipeline: Pipeline | None = None
+) -> Starlette:
     """The gateway app.
 
     With no ``client``, the app builds one from ``settings`` that follows answer tokens
@@ -59,10 +62,12 @@ def create_app(settings: Settings, client: Client | None = None) -> Starlette:
     Parameters:
         settings: bus, limits, auth, CORS and session settings.
         client: the client to ask and publish with (default: one built from settings).
+        pipeline: the pipeline of the client it builds (default: the one
+            ``settings.app`` names); a given client brings its own.
     """
     owns_client = client is None
     if client is None:
-        client = Client(settings, follow_tokens=True)
+        client = Client(settings, app=pipeline, follow_tokens=True)
     gateway_metrics = GatewayMetrics()
     state = GatewayState(
         settings=settings,

@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragbus.events import (
+from ragbus.events import Envelope
+from ragbus.payloads.rag import (
     MAX_HISTORY_TURNS,
     MAX_PASSAGES,
     MAX_QUESTION_CHARS,
-    Envelope,
     Source,
     Turn,
 )

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import ragbus
-from ragbus.events import Envelope, QueryReceived
+from ragbus.events import Envelope
 from ragbus.gateway.models import DOCUMENTED_MODELS
+from ragbus.payloads.rag import QueryReceived
 
 _REF = "#/components/schemas/{model}"
 

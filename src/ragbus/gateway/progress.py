@@ -19,14 +19,7 @@ from typing import Any, Literal, TypeAlias
 
 from ragbus.bus.errors import BusError
 from ragbus.client import AnswerTimeout, Client
-from ragbus.events import (
-    AnswerGenerated,
-    AnswerToken,
-    DocumentsRetrieved,
-    Envelope,
-    EventType,
-    Turn,
-)
+from ragbus.events import Envelope
 from ragbus.gateway.models import (
     AnswerBody,
     SourceItem,
@@ -34,6 +27,13 @@ from ragbus.gateway.models import (
     StageFrame,
     TokenFrame,
     frame_data,
+)
+from ragbus.payloads.rag import (
+    AnswerGenerated,
+    AnswerToken,
+    DocumentsRetrieved,
+    RagEvent,
+    Turn,
 )
 
 #: One frame: its name (``stage``, ``sources``, ``token``, ``answer``, ...) and data.
@@ -71,11 +71,11 @@ class ProgressFrames:
 
     def feed(self, event: Envelope) -> list[Frame]:
         """The frames ``event`` (an event of this question) yields, possibly none."""
-        if event.type == EventType.DOCUMENTS_RETRIEVED:
-            return self._retrieved(event.typed_payload())
-        if event.type == EventType.ANSWER_TOKEN:
-            return self._token(event.typed_payload())
-        if event.type == EventType.ANSWER_GENERATED:
+        if event.type == RagEvent.DOCUMENTS_RETRIEVED:
+            return self._retrieved(event.payload_as(DocumentsRetrieved))
+        if event.type == RagEvent.ANSWER_TOKEN:
+            return self._token(event.payload_as(AnswerToken))
+        if event.type == RagEvent.ANSWER_GENERATED:
             return self._answered(event)
         return []
 
@@ -116,7 +116,7 @@ class ProgressFrames:
         if self.answer is not None:
             return []
         self.answer = event
-        payload: AnswerGenerated = event.typed_payload()
+        payload = event.payload_as(AnswerGenerated)
         frames: list[Frame] = []
         if not self.retrieved:  # not followed, or lost: the answer's sources stand in
             self.retrieved = True

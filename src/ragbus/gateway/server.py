@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from ragbus.config import Settings
 from ragbus.gateway.app import create_app
 from ragbus.http_server import in_background
+from ragbus.pipeline import Pipeline
 
 #: WebSocket frames up to this many times the body limit get an ``error`` frame;
 #: larger ones close the connection (uvicorn's ``ws_max_size``).
@@ -67,16 +68,23 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(signum)
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    settings: Settings,
+    *,
+    pipeline: Pipeline | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
     """Serve the gateway until SIGTERM or Ctrl-C (``ragbus serve``), then let open
     requests finish within ``settings.shutdown_grace_s`` and return.
 
     Parameters:
         settings: the gateway's settings (bus, auth, limits, ...).
+        pipeline: the pipeline (default: the one ``settings.app`` names).
         host: interface to bind (default ``settings.gateway_host``).
         port: TCP port (default ``settings.gateway_port``).
     """
-    config = server_config(create_app(settings), settings, host=host, port=port)
+    config = server_config(create_app(settings, pipeline=pipeline), settings, host=host, port=port)
     asyncio.run(_Server(config).serve())
 
 

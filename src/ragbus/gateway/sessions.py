@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
-from ragbus.events import Turn
+from ragbus.payloads.rag import Turn
 
 
 class SessionStore:

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Final
 
 import dspy
-from dspy.streaming import StreamListener, StreamResponse
-from dspy.streaming.streaming_listener import find_predictor_for_stream_listeners
 
+from ragbus.dspy_program import call_streaming, can_stream, load_program, module_fingerprint
 from ragbus.errors import PermanentError
-from ragbus.events import (
+from ragbus.events import Envelope
+from ragbus.lm import is_extractive, lm_scope
+from ragbus.payloads.rag import (
     MAX_ANSWER_CHARS,
     AnswerGenerated,
     DocumentsRetrieved,
-    Envelope,
-    EventType,
+    RagEvent,
     Source,
     Turn,
 )
-from ragbus.handlers.emit import Emit, TokenEmitter
-from ragbus.lm import is_extractive, lm_scope
+from ragbus.streaming import Emit, TokenEmitter
 
 logger = logging.getLogger(__name__)
 
@@ -58,52 +55,6 @@ def _cut(text: str, limit: int = MAX_ANSWER_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _module_description(module: dspy.Module) -> list[dict[str, Any]]:
-    described = []
-    for name, predictor in module.named_predictors():
-        signature = predictor.signature
-        described.append(
-            {
-                "name": name,
-                "signature": signature.signature,
-                "types": {key: str(field.annotation) for key, field in signature.fields.items()},
-                "state": predictor.dump_state(),
-            }
-        )
-    return described
-
-
-def _can_stream_answer(module: dspy.Module) -> bool:
-    """Whether a ``StreamListener`` on ``answer`` finds exactly one predictor in ``module``."""
-    try:
-        find_predictor_for_stream_listeners(module, [StreamListener(signature_field_name="answer")])
-    except (ValueError, TypeError):  # no such field (DSPy fails with a TypeError), or two
-        return False
-    return True
-
-
-async def _streamed(
-    module: dspy.Module, inputs: dict[str, Any], tokens: TokenEmitter
-) -> dspy.Prediction:
-    """Call ``module`` with ``inputs`` under ``dspy.streamify``, sending each piece of the
-    ``answer`` field to ``tokens``; returns the final prediction."""
-    program = dspy.streamify(
-        module,
-        stream_listeners=[StreamListener(signature_field_name="answer")],
-        is_async_program=True,
-    )
-    prediction: dspy.Prediction | None = None
-    async with contextlib.aclosing(program(**inputs)) as stream:
-        async for value in stream:
-            if isinstance(value, StreamResponse):
-                await tokens.add(str(value.chunk))
-            elif isinstance(value, dspy.Prediction):
-                prediction = value
-    if prediction is None:
-        raise RuntimeError("the streamed DSPy program ended without a prediction")
-    return prediction
-
-
 class GenerateHandler:
     """Answers a question from its retrieved passages with a DSPy module.
 
@@ -122,16 +73,17 @@ class GenerateHandler:
     ``StreamListener`` on the ``answer`` field for every call (a listener shared by
     concurrent calls streams nothing), and each piece of the answer is emitted as a
     transient ``answer_token`` event while the LM writes it (see
-    :class:`~ragbus.handlers.emit.TokenEmitter`); the returned ``answer_generated`` is
-    the same as without streaming.
+    :class:`~ragbus.streaming.TokenEmitter`); the returned ``answer_generated`` is the
+    same as without streaming.
 
     Parameters:
         lm: the LM to call (see :func:`ragbus.lm.build_lm`).
         module: the DSPy module (default: ``dspy.ChainOfThought(AnswerQuestion)``).
+        program: a saved or compiled program (``module.save``, ``ragbus optimize``) to
+            load into the module (default: none, the module as written).
         record_history: keep DSPy's call history and trace, for debugging
             (default false).
-        emit: publishes interim events (default: none, the answer is not streamed);
-            the wiring passes the bus's ``publish_transient``.
+        emit: publishes interim events (default: none, the answer is not streamed).
     """
 
     def __init__(
@@ -139,39 +91,33 @@ class GenerateHandler:
         lm: dspy.BaseLM,
         *,
         module: dspy.Module | None = None,
+        program: Path | None = None,
         record_history: bool = False,
         emit: Emit | None = None,
     ) -> None:
         self.lm = lm
         self.emit = emit
         self.module = module if module is not None else dspy.ChainOfThought(AnswerQuestion)
+        if program is not None:
+            load_program(self.module, program)
         # DSPy's adapter rebuilds the signature without its history field on every call
         # (about 1.5 ms); the default module has a twin without it for history-less
-        # questions, the common case.
+        # questions, the common case. A loaded program has its own demos and
+        # instructions, which the twin would not: then the module answers every question.
         self._without_history: dspy.Module | None = (
-            dspy.ChainOfThought(AnswerQuestion.delete("history")) if module is None else None
+            dspy.ChainOfThought(AnswerQuestion.delete("history"))
+            if module is None and program is None
+            else None
         )
         self.record_history = record_history
-        if emit is not None and not _can_stream_answer(self.module):
+        if emit is not None and not can_stream(self.module, "answer"):
             logger.warning(
                 "the generate module %s has no single predictor with an `answer` output: "
                 "answers are not streamed",
                 type(self.module).__qualname__,
             )
             self.emit = None
-        self._fingerprint = self._compute_fingerprint()
-
-    def _compute_fingerprint(self) -> str:
-        settings = {k: v for k, v in self.lm.kwargs.items() if not str(k).startswith("api_")}
-        described = {
-            "model": self.lm.model,
-            "settings": settings,
-            "prompt_version": PROMPT_VERSION,
-            "module": type(self.module).__qualname__,
-            "predictors": _module_description(self.module),
-        }
-        encoded = json.dumps(described, sort_keys=True, default=str).encode()
-        return f"{self.lm.model}:p{PROMPT_VERSION}:{hashlib.sha256(encoded).hexdigest()[:16]}"
+        self._fingerprint = module_fingerprint(self.module, lm, label=f"p{PROMPT_VERSION}")
 
     @property
     def fingerprint(self) -> str:
@@ -189,9 +135,9 @@ class GenerateHandler:
         Parameters:
             event: a ``documents_retrieved`` event.
         """
-        if event.type != EventType.DOCUMENTS_RETRIEVED:
+        if event.type != RagEvent.DOCUMENTS_RETRIEVED:
             raise PermanentError(f"the generate stage takes documents_retrieved, not {event.type}")
-        retrieved: DocumentsRetrieved = event.typed_payload()
+        retrieved = event.payload_as(DocumentsRetrieved)
         started = time.perf_counter()
         if retrieved.passages:
             inputs: dict[str, Any] = {
@@ -206,7 +152,8 @@ class GenerateHandler:
                 if self.emit is None:
                     prediction = await module.acall(**inputs)
                 else:
-                    prediction = await _streamed(module, inputs, TokenEmitter(event, self.emit))
+                    tokens = TokenEmitter(event, self.emit, RagEvent.ANSWER_TOKEN)
+                    prediction = await call_streaming(module, inputs, "answer", tokens)
             answer = str(prediction.answer).strip()
             reasoning = str(prediction.get("reasoning", "") or "").strip()
         else:
@@ -223,4 +170,4 @@ class GenerateHandler:
             extractive=is_extractive(self.lm),
             timings_ms={**retrieved.timings_ms, "generate": elapsed_ms},
         )
-        return [event.derive(EventType.ANSWER_GENERATED, payload)]
+        return [event.derive(RagEvent.ANSWER_GENERATED, payload)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from ragbus.errors import PermanentError
-from ragbus.events import DocumentsRetrieved, Envelope, EventType, QueryReceived
+from ragbus.events import Envelope
+from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
 from ragbus.retrieval.index import SearchIndex
 
 
@@ -44,9 +45,9 @@ class RetrieveHandler:
         Parameters:
             event: a ``query_received`` event.
         """
-        if event.type != EventType.QUERY_RECEIVED:
+        if event.type != RagEvent.QUERY_RECEIVED:
             raise PermanentError(f"the retrieve stage takes query_received, not {event.type}")
-        query: QueryReceived = event.typed_payload()
+        query = event.payload_as(QueryReceived)
         started = time.perf_counter()
         passages = self.index.search(query.question, query.k or self.default_k)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -56,4 +57,4 @@ class RetrieveHandler:
             history=query.history,
             timings_ms={"retrieve": elapsed_ms},
         )
-        return [event.derive(EventType.DOCUMENTS_RETRIEVED, payload)]
+        return [event.derive(RagEvent.DOCUMENTS_RETRIEVED, payload)]

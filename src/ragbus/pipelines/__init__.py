@@ -1,5 +1,5 @@
-"""Pipelines: which handler consumes which event type, as data."""
+"""The built-in pipelines, as values: ``rag`` (the default) and ``analyzer``.
 
-from ragbus.pipelines.rag import GENERATE, RETRIEVE, rag_pipeline
-
-__all__ = ["GENERATE", "RETRIEVE", "rag_pipeline"]
+Commands load them by name (``--app rag``) through :func:`ragbus.apps.load_app`; import
+them from here only in code that means that pipeline.
+"""

@@ -1,70 +1,77 @@
-"""The default pipeline: retrieval-augmented question answering.
+"""The default pipeline: retrieval-augmented question answering, as a value.
 
-``query_received -> [retrieve] -> documents_retrieved -> [generate] -> answer_generated``
+``query_received -> [retrieve] -> documents_retrieved -> [generate] -> answer_generated``,
+with ``answer_token`` events streamed while an answer is written, and the answers kept
+in the ``answers`` sink for consumers that come later.
 """
 
 from __future__ import annotations
 
-import dspy
+from typing import Final
 
-from ragbus.config import Settings
-from ragbus.events import EventType
-from ragbus.handlers import Emit, GenerateHandler, RetrieveHandler
-from ragbus.lm import build_lm
-from ragbus.retrieval import SearchIndex, load_index
-from ragbus.runtime.stage import Stage
+from ragbus.handlers.generate import GenerateHandler
+from ragbus.handlers.retrieve import RetrieveHandler
+from ragbus.payloads.rag import (
+    AnswerGenerated,
+    DocumentsRetrieved,
+    QueryReceived,
+    RagEvent,
+)
+from ragbus.pipeline import Pipeline, StageContext
+from ragbus.streaming import StreamToken
 
-RETRIEVE = "retrieve"
-GENERATE = "generate"
+RETRIEVE: Final = "retrieve"
+GENERATE: Final = "generate"
+
+pipeline = Pipeline(
+    "rag",
+    description="Retrieval-augmented question answering: a question is answered by an LM "
+    "from the passages a search finds in the corpus.",
+)
+pipeline.event(
+    RagEvent.QUERY_RECEIVED,
+    QueryReceived,
+    examples=[{"question": "How does ragbus handle a failed event?", "k": 4}],
+)
+pipeline.event(RagEvent.DOCUMENTS_RETRIEVED, DocumentsRetrieved)
+pipeline.event(RagEvent.ANSWER_GENERATED, AnswerGenerated)
+pipeline.event(
+    RagEvent.ANSWER_TOKEN,
+    StreamToken,
+    transient=True,
+    description="A piece of an answer while the generate stage writes it (transient).",
+)
+pipeline.sink("answers", RagEvent.ANSWER_GENERATED)
+
+
+@pipeline.stage(
+    RETRIEVE,
+    consumes=RagEvent.QUERY_RECEIVED,
+    produces=RagEvent.DOCUMENTS_RETRIEVED,
+    dependency="retriever",
+    cacheable=True,
+)
+def retrieve(context: StageContext) -> RetrieveHandler:
+    """Finds the passages for a question in the corpus (``RAGBUS_CORPUS``, BM25)."""
+    from ragbus.retrieval import load_index
+
+    settings = context.settings
+    return RetrieveHandler(load_index(settings.corpus), default_k=settings.top_k)
+
+
+@pipeline.stage(
+    GENERATE,
+    consumes=RagEvent.DOCUMENTS_RETRIEVED,
+    produces=RagEvent.ANSWER_GENERATED,
+    dependency="lm",
+    cacheable=True,
+    streams=RagEvent.ANSWER_TOKEN,
+)
+def generate(context: StageContext) -> GenerateHandler:
+    """Answers the question from its passages with a DSPy module and the configured LM
+    (``RAGBUS_LM_MODEL``; a compiled program with ``RAGBUS_PROGRAM``)."""
+    return GenerateHandler(context.lm(), program=context.settings.program, emit=context.emit)
+
 
 #: Stage names in pipeline order.
-STAGE_NAMES = (RETRIEVE, GENERATE)
-
-#: Where the pipeline's answers are kept for consumers that come later: the sink's name
-#: and the event types it keeps (RabbitMQ: the bounded queue ``ragbus.answers``).
-SINKS: dict[str, tuple[str, ...]] = {"answers": (EventType.ANSWER_GENERATED,)}
-
-
-def rag_pipeline(
-    settings: Settings,
-    *,
-    index: SearchIndex | None = None,
-    lm: dspy.LM | None = None,
-    emit: Emit | None = None,
-) -> list[Stage]:
-    """The retrieve and generate stages, configured from ``settings``.
-
-    Parameters:
-        settings: corpus, LM, concurrency, timeouts and attempts.
-        index: a prebuilt index (default: ``load_index(settings.corpus)``).
-        lm: the ``dspy.LM`` to generate with (default: ``build_lm(settings)``).
-        emit: publishes transient events; with it the generate stage streams each
-            answer as ``answer_token`` events (default: none, no streaming). Pass the
-            bus's ``publish_transient``.
-    """
-    retrieve = RetrieveHandler(
-        index if index is not None else load_index(settings.corpus), default_k=settings.top_k
-    )
-    generate = GenerateHandler(lm if lm is not None else build_lm(settings), emit=emit)
-    return [
-        Stage(
-            name=RETRIEVE,
-            consumes=(EventType.QUERY_RECEIVED,),
-            handler=retrieve,
-            concurrency=settings.concurrency,
-            timeout_s=settings.stage_timeout_s,
-            max_attempts=settings.max_attempts,
-            fingerprint=retrieve.fingerprint,
-            dependency="retriever",
-        ),
-        Stage(
-            name=GENERATE,
-            consumes=(EventType.DOCUMENTS_RETRIEVED,),
-            handler=generate,
-            concurrency=settings.concurrency,
-            timeout_s=settings.stage_timeout_s,
-            max_attempts=settings.max_attempts,
-            fingerprint=generate.fingerprint,
-            dependency="lm",
-        ),
-    ]
+STAGE_NAMES: Final = pipeline.stage_names

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from ragbus.errors import ConfigurationError
-from ragbus.events import MAX_PASSAGE_CHARS, Passage
+from ragbus.payloads.rag import MAX_PASSAGE_CHARS, Passage
 from ragbus.retrieval.chunking import MAX_WORDS, MIN_WORDS, split_document
 
 #: File suffixes read as documents.
@@ -42,7 +42,7 @@ class CorpusPassage:
     text: str
 
     def with_score(self, score: float) -> Passage:
-        """This passage as an event :class:`~ragbus.events.Passage` with ``score``."""
+        """This passage as an event :class:`~ragbus.payloads.rag.Passage` with ``score``."""
         return Passage(doc_id=self.doc_id, title=self.title, text=self.text, score=score)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 import bm25s
 
 from ragbus.errors import ConfigurationError
-from ragbus.events import Passage
+from ragbus.payloads.rag import Passage
 from ragbus.retrieval.corpus import CorpusPassage, load_corpus, load_documents
 from ragbus.text import TERMS_VERSION, terms
 

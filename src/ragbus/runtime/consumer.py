@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterReason, InboundMessage, Requeue
-from ragbus.events import Envelope, InvalidEvent, decode_envelope
+from ragbus.errors import PermanentError
+from ragbus.events import Envelope, EventRegistry, InvalidEvent
 from ragbus.runtime.backoff import DELAY_TIERS, jittered, redelivery_delay
 from ragbus.runtime.classify import FailureClass, classify, retry_after
 from ragbus.runtime.deadline import EventExpired
@@ -31,6 +32,8 @@ class StageConsumer:
     Parameters:
         stage: the stage.
         bus: where outputs, retries and dead letters go.
+        events: the pipeline's event types: what arrives is decoded and validated
+            against them, and outputs get their registered schema version.
         metrics: the metrics to update (default: a private set).
         middlewares: guards around the handler, outermost first (default none).
         processed: the processed-event-id set; a redelivered event the stage already
@@ -45,6 +48,7 @@ class StageConsumer:
         stage: Stage,
         bus: Bus,
         *,
+        events: EventRegistry,
         metrics: Metrics | None = None,
         middlewares: Sequence[Middleware] = (),
         processed: ProcessedEvents | None = None,
@@ -52,6 +56,7 @@ class StageConsumer:
         redelivery_delays: Sequence[float] = DELAY_TIERS,
     ) -> None:
         self.stage = stage
+        self.events = events
         self.processed = processed
         self.bus = bus
         self.metrics = metrics or Metrics()
@@ -74,7 +79,7 @@ class StageConsumer:
     async def __call__(self, message: InboundMessage) -> None:
         """Handle one delivery; returns when the message may be acknowledged."""
         try:
-            envelope = decode_envelope(message.body)
+            envelope = self.events.decode(message.body)
         except InvalidEvent as exc:
             logger.warning("stage %s: invalid message dead-lettered: %s", self.stage.name, exc)
             await self._dead_letter(
@@ -112,10 +117,28 @@ class StageConsumer:
             self._in_flight.dec()
 
     async def _publish_all(self, outputs: Sequence[Envelope]) -> None:
+        outputs = [self._checked(output) for output in outputs]
         if len(outputs) == 1:
             await self.bus.publish(outputs[0])
         elif outputs:
             await asyncio.gather(*(self.bus.publish(event) for event in outputs))
+
+    def _checked(self, output: Envelope) -> Envelope:
+        """``output`` with its type's registered version; a type the stage does not
+        declare, or the pipeline does not know, is a permanent failure of the stage."""
+        produces = self.stage.produces
+        if produces is not None and output.type not in produces:
+            raise PermanentError(
+                f"stage {self.stage.name} produced {output.type!r}, which it does not "
+                f"declare (produces: {', '.join(produces) or 'nothing'})"
+            )
+        try:
+            version = self.events.spec(output.type).version
+        except InvalidEvent as exc:
+            raise PermanentError(f"stage {self.stage.name} produced {exc}") from None
+        if output.version != version:
+            output = output.model_copy(update={"version": version})
+        return output
 
     async def _on_failure(
         self, message: InboundMessage, envelope: Envelope, exc: Exception

@@ -7,6 +7,7 @@ happen around the chain, in the stage consumer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragbus.bus.base import Bus
@@ -76,11 +77,19 @@ class Guards:
             lease_s=settings.coalesce_lease_s,
         )
 
-    def middlewares(self) -> list[Middleware]:
-        """A fresh chain of guards for one stage, outermost first."""
+    def middlewares(self, extra: Sequence[Middleware] = ()) -> list[Middleware]:
+        """A fresh chain of guards for one stage, outermost first.
+
+        Parameters:
+            extra: middleware of the pipeline or the user, placed after the outer guards
+                (deadline, cache and coalescing) and before the inner ones (retry,
+                breaker, timeout), so it sees each call once, however often it is
+                retried (default none).
+        """
         chain: list[Middleware] = [DeadlineGuard()]
         if self.cache_enabled:
             chain.append(ResultCacheGuard(self.cache, owner=self.owner, lease_s=self.lease_s))
+        chain += extra
         chain += [RetryGuard(self.retry, self.metrics), BreakerGuard(self.board), TimeoutGuard()]
         return chain
 

@@ -1,14 +1,17 @@
-"""Serve a pipeline's stages on a bus, each behind its consumer and guards."""
+"""Serve built stages on a bus, each behind its consumer and guards."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from ragbus.bus.base import Bus
 from ragbus.config import Settings
+from ragbus.events import EventRegistry
+from ragbus.runtime.batching import Batcher
 from ragbus.runtime.consumer import StageConsumer
 from ragbus.runtime.guards import Guards
 from ragbus.runtime.metrics import Metrics
+from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.stage import Stage
 
 
@@ -18,11 +21,13 @@ class Runtime:
     Parameters:
         bus: the bus to consume from and publish to.
         stages: the stages this process serves.
+        events: the event types of their pipeline (decoding, output versions).
         settings: guard configuration and worker id (default: ``Settings()``, read from
             the environment).
         metrics: shared metrics (default: a private set).
-        sinks: sinks to declare on start, name -> event types, so the pipeline's final
-            events are routable with no consumer (default none).
+        middleware: extra guards of the pipeline or the user, placed between the fixed
+            outer guards (decode ... coalescing) and the inner ones (retry ... timeout)
+            (default none).
     """
 
     def __init__(
@@ -30,13 +35,14 @@ class Runtime:
         bus: Bus,
         stages: Sequence[Stage],
         *,
+        events: EventRegistry,
         settings: Settings | None = None,
         metrics: Metrics | None = None,
-        sinks: Mapping[str, Sequence[str]] | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.bus = bus
         self.stages = list(stages)
-        self.sinks = dict(sinks or {})
+        self.events = events
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics()
         self.guards = Guards.from_settings(self.settings, bus, self.metrics)
@@ -44,8 +50,9 @@ class Runtime:
             stage.name: StageConsumer(
                 stage,
                 bus,
+                events=events,
                 metrics=self.metrics,
-                middlewares=self.guards.middlewares(),
+                middlewares=self.guards.middlewares(middleware),
                 processed=self.guards.processed,
                 worker_id=self.settings.worker_id,
                 redelivery_delays=self.settings.redelivery_delays_s,
@@ -63,14 +70,8 @@ class Runtime:
                 concurrency=stage.concurrency,
             )
 
-    async def declare_sinks(self) -> None:
-        """Declare the runtime's sinks on the bus."""
-        for name, event_types in self.sinks.items():
-            await self.bus.declare_sink(name, event_types)
-
     async def start(self) -> None:
-        """Declare the sinks, subscribe every stage and start consuming."""
-        await self.declare_sinks()
+        """Subscribe every stage and start consuming."""
         self.subscribe()
         await self.bus.start()
 
@@ -78,4 +79,7 @@ class Runtime:
         """Stop consuming; in-flight events get ``grace`` seconds (default 30) to finish;
         then release the guards' resources."""
         await self.bus.stop(grace)
+        for stage in self.stages:
+            if isinstance(stage.handler, Batcher):
+                await stage.handler.close()
         await self.guards.close()

@@ -1,4 +1,4 @@
-"""A stage: a handler, the event types it consumes, and its limits."""
+"""A running stage: a built handler, the event types it consumes, and its limits."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ from ragbus.events import Envelope
 #: A handler: one input event in, the events it produces out. No bus code.
 Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
 
+#: A batch handler: several input events in, one result per event out, in order: the
+#: events it produced, or the exception that failed that event alone.
+BatchHandler = Callable[[list[Envelope]], Awaitable[list[list[Envelope] | BaseException]]]
+
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """One step of a pipeline, run as a consumer group on the bus.
+    """One step of a pipeline as this process runs it, behind a consumer on the bus.
 
     Parameters:
         name: the stage (and consumer group, queue) name, e.g. ``retrieve``.
         consumes: the event types it handles.
-        handler: the async function doing the work.
+        handler: the async function doing the work, one event at a time (a batch stage's
+            handler collects events into batches; see :mod:`ragbus.runtime.batching`).
         concurrency: in-flight handler calls per process (default 16).
         timeout_s: time limit of one handler call, in seconds (default 60).
         max_attempts: deliveries of a transiently failing event before the DLQ (default 5).
@@ -28,6 +33,8 @@ class Stage:
             stage shares that dependency's circuit breaker (default: none, no breaker).
         cacheable: whether results may be cached and identical inputs coalesced (default
             True: the handler is a pure function of its input and configuration).
+        produces: the event types its outputs may have; an output of another type fails
+            the event as a permanent error (default None: not checked).
     """
 
     name: str
@@ -39,3 +46,4 @@ class Stage:
     fingerprint: str = ""
     dependency: str | None = None
     cacheable: bool = True
+    produces: tuple[str, ...] | None = None

@@ -22,12 +22,12 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
-from ragbus.events import Turn
 from ragbus.gateway.errors import describe
 from ragbus.gateway.models import ChatMessage, DoneFrame, ErrorBody, frame_data
 from ragbus.gateway.progress import ProgressFrames, question_frames
 from ragbus.gateway.state import GatewayState, gateway_state
 from ragbus.json_input import MalformedJSON, parse_json
+from ragbus.payloads.rag import Turn
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ async def publish_event(request: Request) -> Response:
     state = gateway_state(request)
     data = await json_body(request)
     try:
-        envelope = to_envelope(data)
+        envelope = to_envelope(data, state.client.app)
     except InvalidEvent as exc:
         raise RequestError(422, "invalid_event", str(exc)) from None
     client = state.require_open()

@@ -5,7 +5,7 @@ its own (``RAGBUS_EXCHANGE`` / ``RAGBUS_QUEUE_PREFIX``, ``RAGBUS_CONCURRENCY`` p
 worker); this process only drives the load, through a ``Client(settings,
 run_pipeline=False, follow_progress=False)`` per pool (it waits for answers only). All
 pools are started first and then run in interleaved rounds (see
-:mod:`ragbus.benchmarks.rounds`); CPU is counted over the workers and this process,
+:mod:`ragbus_bench.rounds`); CPU is counted over the workers and this process,
 and the broker separately.
 """
 
@@ -24,15 +24,15 @@ from pathlib import Path
 import aio_pika
 from aiormq.exceptions import AMQPError
 
-from ragbus.benchmarks.cpu import CpuMeter
-from ragbus.benchmarks.load import ASK_TIMEOUT_S, AskOne, closed_loop, question
-from ragbus.benchmarks.namespace import Namespace, delete_namespace
-from ragbus.benchmarks.rounds import Contender, run_rounds
-from ragbus.benchmarks.stats import BenchConfig, BenchResult
 from ragbus.client import Client
 from ragbus.config import BusKind, Settings
 from ragbus.errors import RagbusError
-from ragbus.pipelines.rag import STAGE_NAMES
+from ragbus.pipelines.rag import pipeline as rag
+from ragbus_bench.cpu import CpuMeter
+from ragbus_bench.load import ASK_TIMEOUT_S, AskOne, closed_loop, question
+from ragbus_bench.namespace import Namespace, delete_namespace
+from ragbus_bench.rounds import Contender, run_rounds
+from ragbus_bench.stats import BenchConfig, BenchResult
 
 #: Seconds to wait for the workers to consume every stage.
 READY_TIMEOUT_S = 60.0
@@ -99,7 +99,7 @@ async def _wait_ready(
     settings: Settings, processes: Sequence[asyncio.subprocess.Process], logs: Path
 ) -> None:
     """Return once every stage queue has one consumer per worker."""
-    queues = [f"{settings.queue_prefix}.{stage}" for stage in STAGE_NAMES]
+    queues = [f"{settings.queue_prefix}.{stage}" for stage in rag.stage_names]
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
     while True:
         exited = [p for p in processes if p.returncode is not None]

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from ragbus.benchmarks import anchor_memory
-from ragbus.benchmarks.amqp_chain import AIOPIKA_NAME, FASTSTREAM_NAME
-from ragbus.benchmarks.anchor_aiopika import aiopika_chain
-from ragbus.benchmarks.cpu import CpuMeter
-from ragbus.benchmarks.ragbus_client import ragbus_pipeline
-from ragbus.benchmarks.rounds import Contender
-from ragbus.benchmarks.stats import ragbus_name
 from ragbus.config import BusKind, Settings
 from ragbus.errors import ConfigurationError
-from ragbus.pipelines.rag import rag_pipeline
+from ragbus_bench import anchor_memory
+from ragbus_bench.amqp_chain import AIOPIKA_NAME, FASTSTREAM_NAME
+from ragbus_bench.anchor_aiopika import aiopika_chain
+from ragbus_bench.cpu import CpuMeter
+from ragbus_bench.handlers import rag_handlers
+from ragbus_bench.ragbus_client import ragbus_pipeline
+from ragbus_bench.rounds import Contender
+from ragbus_bench.stats import ragbus_name
 
 #: The error when the FastStream anchor cannot be imported.
 FASTSTREAM_MISSING = (
@@ -44,14 +44,14 @@ async def open_contenders(
     rabbitmq = settings.bus is BusKind.RABBITMQ
     if anchor and rabbitmq:
         try:
-            from ragbus.benchmarks.anchor_faststream import faststream_chain
+            from ragbus_bench.anchor_faststream import faststream_chain
         except ImportError as exc:
             raise ConfigurationError(f"{FASTSTREAM_MISSING} ({exc})") from exc
     ask_ragbus = await stack.enter_async_context(ragbus_pipeline(settings))
     contenders = [Contender(ragbus_name(settings.bus), ask_ragbus, CpuMeter(broker=rabbitmq))]
     if not anchor:
         return contenders
-    retrieve, generate = (stage.handler for stage in rag_pipeline(settings))
+    retrieve, generate = rag_handlers(settings)
     prefetch = settings.concurrency
     if not rabbitmq:
         ask = await stack.enter_async_context(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ragbus.benchmarks.load import ASK_TIMEOUT_S, AskOne, question
-from ragbus.benchmarks.namespace import Namespace, delete_namespace
 from ragbus.client import Client
 from ragbus.config import BusKind, Settings
+from ragbus_bench.load import ASK_TIMEOUT_S, AskOne, question
+from ragbus_bench.namespace import Namespace, delete_namespace
 
 
 @asynccontextmanager

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ragbus.benchmarks.load import AskOne, question
-from ragbus.events import Envelope, EventType, QueryReceived, new_event
+from ragbus.events import Envelope, new_event
+from ragbus.payloads.rag import QueryReceived, RagEvent
 from ragbus.runtime.stage import Handler
+from ragbus_bench.load import AskOne, question
 
 #: The contender's name in results.
 NAME = "anchor: 3 asyncio.Queues"
@@ -29,7 +30,7 @@ async def memory_chain(
     while the context is open; yields its ``ask_one``.
 
     Parameters:
-        retrieve, generate: the pipeline's handlers (``rag_pipeline(settings)``).
+        retrieve, generate: the pipeline's handlers (``rag_handlers(settings)``).
         concurrency: each queue's bound, and the worker tasks per stage.
     """
     queries: asyncio.Queue[str] = asyncio.Queue(maxsize=concurrency)
@@ -54,7 +55,7 @@ async def memory_chain(
                 future.set_result(answer)
 
     async def ask_one(number: int) -> object:
-        query = new_event(EventType.QUERY_RECEIVED, QueryReceived(question=question(number)))
+        query = new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question(number)))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         waiting[str(query.id)] = future
         await queries.put(json.dumps(query.model_dump(mode="json")))

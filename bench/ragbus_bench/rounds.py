@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ragbus.benchmarks.cpu import CpuMeter
-from ragbus.benchmarks.load import AskOne, closed_loop
-from ragbus.benchmarks.stats import BenchConfig, BenchResult, summarize
+from ragbus_bench.cpu import CpuMeter
+from ragbus_bench.load import AskOne, closed_loop
+from ragbus_bench.stats import BenchConfig, BenchResult, summarize
 
 
 @dataclass

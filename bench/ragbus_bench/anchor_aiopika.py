@@ -2,7 +2,7 @@
 
 The same work as ragbus on RabbitMQ (the same retrieve and generate handlers, JSON
 encode and decode of the envelope on every hop) with the same durability (see
-:mod:`ragbus.benchmarks.amqp_chain`), none of the framework: no consumer groups,
+:mod:`ragbus_bench.amqp_chain`), none of the framework: no consumer groups,
 guards, dead letters, retries, metrics or watchdog. One connection; a publisher
 channel with confirms; one channel per consumer with ``prefetch = concurrency``.
 """
@@ -24,7 +24,9 @@ from aio_pika.abc import (
     ExchangeType,
 )
 
-from ragbus.benchmarks.amqp_chain import (
+from ragbus.events import Envelope
+from ragbus.runtime.stage import Handler
+from ragbus_bench.amqp_chain import (
     ANSWER_TYPE,
     COLLECTOR_ARGUMENTS,
     QUORUM_ARGUMENTS,
@@ -35,10 +37,8 @@ from ragbus.benchmarks.amqp_chain import (
     encode,
     new_query,
 )
-from ragbus.benchmarks.load import ASK_TIMEOUT_S, AskOne
-from ragbus.benchmarks.namespace import Namespace, delete_namespace
-from ragbus.events import Envelope
-from ragbus.runtime.stage import Handler
+from ragbus_bench.load import ASK_TIMEOUT_S, AskOne
+from ragbus_bench.namespace import Namespace, delete_namespace
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ async def aiopika_chain(
 
     Parameters:
         url: the AMQP URL.
-        retrieve, generate: the pipeline's handlers (``rag_pipeline(settings)``).
+        retrieve, generate: the pipeline's handlers (``rag_handlers(settings)``).
         prefetch: each consumer's ``prefetch_count`` (the benchmark's concurrency).
     """
     namespace = Namespace.fresh("aiopika")

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragbus.benchmarks.amqp_chain import AIOPIKA_NAME, FASTSTREAM_NAME
-from ragbus.benchmarks.stats import BenchConfig, BenchResult, ragbus_name
 from ragbus.config import BusKind
+from ragbus_bench.amqp_chain import AIOPIKA_NAME, FASTSTREAM_NAME
+from ragbus_bench.stats import BenchConfig, BenchResult, ragbus_name
 
 
 @dataclass(frozen=True)

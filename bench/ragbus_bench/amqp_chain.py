@@ -16,9 +16,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ragbus.benchmarks.load import question
-from ragbus.events import Envelope, EventType, QueryReceived, new_event
+from ragbus.events import Envelope, new_event
+from ragbus.payloads.rag import QueryReceived, RagEvent
 from ragbus.runtime.stage import Handler
+from ragbus_bench.load import question
 
 #: Arguments of a stage queue: a quorum queue, as ragbus's stage queues are.
 QUORUM_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
@@ -31,7 +32,7 @@ AIOPIKA_NAME = "anchor: raw aio-pika chain"
 FASTSTREAM_NAME = "anchor: FastStream chain"
 
 #: The event type the collector consumes.
-ANSWER_TYPE = EventType.ANSWER_GENERATED.value
+ANSWER_TYPE = RagEvent.ANSWER_GENERATED.value
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class ChainStage:
 def chain_stages(retrieve: Handler, generate: Handler) -> list[ChainStage]:
     """The two working stages of the chain, in order."""
     return [
-        ChainStage("retrieve", EventType.QUERY_RECEIVED.value, retrieve),
-        ChainStage("generate", EventType.DOCUMENTS_RETRIEVED.value, generate),
+        ChainStage("retrieve", RagEvent.QUERY_RECEIVED.value, retrieve),
+        ChainStage("generate", RagEvent.DOCUMENTS_RETRIEVED.value, generate),
     ]
 
 
@@ -69,7 +70,7 @@ def decode(body: bytes | dict[str, Any]) -> Envelope:
 
 def new_query(number: int) -> Envelope:
     """The ``query_received`` event of the benchmark's ``number``-th question."""
-    return new_event(EventType.QUERY_RECEIVED, QueryReceived(question=question(number)))
+    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question(number)))
 
 
 class AnswerWaiters:

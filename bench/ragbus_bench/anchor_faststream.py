@@ -1,7 +1,7 @@
 """The RabbitMQ anchor, written with FastStream (``RabbitBroker``).
 
-The same chain, work and durability as :mod:`ragbus.benchmarks.anchor_aiopika` (see
-:mod:`ragbus.benchmarks.amqp_chain`), in idiomatic FastStream: subscribers on quorum
+The same chain, work and durability as :mod:`ragbus_bench.anchor_aiopika` (see
+:mod:`ragbus_bench.amqp_chain`), in idiomatic FastStream: subscribers on quorum
 ``RabbitQueue``s, each with its own ``Channel(prefetch_count=concurrency)`` and
 ``AckPolicy.MANUAL``; the handler takes the decoded ``Envelope`` (FastStream decodes the
 JSON and validates it) and publishes its outputs with ``broker.publish(...,
@@ -32,17 +32,17 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 
-from ragbus.benchmarks.amqp_chain import (
+from ragbus.events import Envelope
+from ragbus.runtime.stage import Handler
+from ragbus_bench.amqp_chain import (
     ANSWER_TYPE,
     AnswerWaiters,
     ChainStage,
     chain_stages,
     new_query,
 )
-from ragbus.benchmarks.load import ASK_TIMEOUT_S, AskOne
-from ragbus.benchmarks.namespace import Namespace, delete_namespace
-from ragbus.events import Envelope
-from ragbus.runtime.stage import Handler
+from ragbus_bench.load import ASK_TIMEOUT_S, AskOne
+from ragbus_bench.namespace import Namespace, delete_namespace
 
 StageFunction = Callable[[Envelope, RabbitMessage], Awaitable[None]]
 AnswerFunction = Callable[[dict[str, Any], RabbitMessage], Awaitable[None]]
@@ -147,7 +147,7 @@ async def faststream_chain(
 
     Parameters:
         url: the AMQP URL.
-        retrieve, generate: the pipeline's handlers (``rag_pipeline(settings)``).
+        retrieve, generate: the pipeline's handlers (``rag_handlers(settings)``).
         prefetch: each subscriber channel's ``prefetch_count`` (the benchmark's
             concurrency).
     """

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from ragbus.benchmarks.contenders import open_contenders
-from ragbus.benchmarks.rounds import run_rounds
-from ragbus.benchmarks.stats import BenchConfig, BenchResult
-from ragbus.benchmarks.targets import bus_of, evaluate
 from ragbus.config import BusKind, Settings
+from ragbus_bench.contenders import open_contenders
+from ragbus_bench.rounds import run_rounds
+from ragbus_bench.stats import BenchConfig, BenchResult
+from ragbus_bench.targets import bus_of, evaluate
 
 __all__ = ["BenchConfig", "BenchResult", "render_results", "run_benchmarks"]
 
@@ -17,7 +17,7 @@ async def run_benchmarks(
     settings: Settings, config: BenchConfig, *, anchor: bool = True, rounds: int = 4
 ) -> list[BenchResult]:
     """ragbus on ``settings.bus`` and, with ``anchor``, the hand-written chain(s), all
-    set up at once and run in interleaved rounds (see :mod:`ragbus.benchmarks.rounds`).
+    set up at once and run in interleaved rounds (see :mod:`ragbus_bench.rounds`).
 
     Parameters:
         settings: the bus, broker URL, corpus, LM and per-stage concurrency.

@@ -17,7 +17,7 @@ from aiormq.exceptions import AMQPError
 
 from ragbus.bus.rabbitmq_topology import Topology
 from ragbus.config import Settings
-from ragbus.pipelines.rag import SINKS, STAGE_NAMES
+from ragbus.pipelines.rag import pipeline as rag
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ class Namespace:
         """Every durable queue ragbus declares in this namespace for the RAG pipeline:
         stage queues, DLQs, retry queues and sinks (see ``docs/rabbitmq.md``)."""
         topology = Topology(exchange=self.exchange, prefix=self.prefix)
-        names = [topology.sink_queue(sink) for sink in SINKS]
-        for stage in STAGE_NAMES:
+        names = [topology.sink_queue(sink) for sink in rag.sinks]
+        for stage in rag.stage_names:
             names += [topology.stage_queue(stage), topology.dead_letter_queue(stage)]
             names += [topology.retry_queue(stage, tier) for tier in topology.delay_tiers]
         return names
