@@ -432,6 +432,86 @@ def send(
         typer.echo(json.dumps({"id": str(result.id), "type": result.type}))
 
 
+@app.command()
+def analyze(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Texts, one per line (plain or JSON); '-' or nothing for stdin."),
+    ] = None,
+    app: Annotated[
+        str,
+        typer.Option("--app", help="The app to stream through (default: the built-in analyzer)."),
+    ] = "analyzer",
+    bus: BusOption = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Texts per LM call (default: the app's, 16)."),
+    ] = None,
+    in_flight: Annotated[
+        int, typer.Option("--in-flight", min=1, help="Texts waiting for results at most.")
+    ] = 64,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds one text may take.")
+    ] = 60.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Analyze a stream of texts: print each one's sentiment, topics and entities as a JSON
+    line as soon as it is ready.
+
+    Input lines are plain text or JSON objects ({"text": ..., "source": ...}); a bad line
+    is reported on stderr and skipped. On the memory bus (the default) the analyzer runs
+    in this process, batching texts into LM calls; with --bus rabbitmq the texts go to
+    `ragbus worker --app analyzer` workers.
+    """
+    from ragbus.client import Client
+    from ragbus.text_stream import read_lines, stream_through
+
+    configure_logging(verbose)
+    settings = settings_from(bus=bus, app=app)
+    pipeline = load_pipeline(settings)
+    if len(pipeline.entry_events) != 1:
+        fail(
+            f"app {pipeline.name!r} takes {', '.join(pipeline.entry_events) or 'no'} entry "
+            "events; analyze needs exactly one",
+            ExitCode.USAGE,
+        )
+    if batch_size is not None:
+        for spec in list(pipeline.stages.values()):
+            if spec.batch_size > 1:
+                pipeline = pipeline.with_stage(spec.name, batch_size=batch_size)
+    if file is not None and str(file) != "-" and not file.is_file():
+        fail(f"file does not exist: {file}", ExitCode.CONFIGURATION)
+
+    def emit(result: dict[str, object]) -> None:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+
+    def report(message: str) -> None:
+        typer.echo(f"error: {message}", err=True)
+
+    async def go() -> object:
+        source = sys.stdin if file is None or str(file) == "-" else file.open(encoding="utf-8")
+        try:
+            async with Client(settings, app=pipeline, follow_progress=False) as client:
+                return await stream_through(
+                    client,
+                    read_lines(source),
+                    event_type=pipeline.entry_events[0],
+                    in_flight=in_flight,
+                    timeout=timeout,
+                    emit=emit,
+                    report=report,
+                )
+        finally:
+            if source is not sys.stdin:
+                source.close()
+
+    summary = run(go())
+    done, invalid, failed = (getattr(summary, name) for name in ("done", "invalid", "failed"))
+    typer.echo(f"{done} analyzed, {invalid} invalid lines, {failed} failed", err=True)
+    if invalid or failed:
+        raise typer.Exit(ExitCode.FAILED)
+
+
 def main() -> None:
     """Entry point of the console script."""
     app()

@@ -6,9 +6,24 @@ batches its events); ``AnalyzeText`` reads one.
 
 from __future__ import annotations
 
-import dspy
+import time
+from typing import Any
 
-from ragbus.payloads.analyzer import Entity, SentimentLabel, TextAnalysis
+import dspy
+from pydantic import BaseModel
+
+from ragbus.dspy_program import module_fingerprint
+from ragbus.errors import TransientError
+from ragbus.lm import lm_scope
+from ragbus.payloads.analyzer import (
+    MAX_ENTITIES,
+    MAX_TOPICS,
+    Entity,
+    SentimentLabel,
+    TextAnalysis,
+    TextAnalyzed,
+    TextReceived,
+)
 
 
 class AnalyzeText(dspy.Signature):  # type: ignore[misc]
@@ -30,3 +45,58 @@ class AnalyzeTexts(dspy.Signature):  # type: ignore[misc]
 
     texts: list[str] = dspy.InputField(desc="the texts, numbered by their position")
     analyses: list[TextAnalysis] = dspy.OutputField(desc="exactly one per text, in order")
+
+
+class AnalyzeHandler:
+    """Analyzes a batch of texts with one LM call (``AnalyzeTexts``).
+
+    It is the analyzer's batch handler: it takes the ``text_received`` payloads of up to
+    a batch of events and returns, for each one, its ``text_analyzed`` payload, or the
+    error of that text alone. An LM that returns fewer analyses than texts fails the
+    texts it left out (transiently: they are retried, in another batch); analyses beyond
+    the limits (more than 8 topics, 50 entities) are cut to them.
+
+    Parameters:
+        lm: the LM to call (see :func:`ragbus.lm.build_lm`).
+        module: the DSPy module (default: ``dspy.Predict(AnalyzeTexts)``); it takes
+            ``texts`` and returns ``analyses``, one per text, in order.
+    """
+
+    def __init__(self, lm: dspy.BaseLM, *, module: dspy.Module | None = None) -> None:
+        self.lm = lm
+        self.module = module if module is not None else dspy.Predict(AnalyzeTexts)
+        self.offline = lm.model.startswith("offline/")
+        self.fingerprint = module_fingerprint(self.module, lm)
+
+    async def __call__(self, texts: list[TextReceived]) -> list[TextAnalyzed | Exception]:
+        """The analyses of ``texts``, in order (an exception for a text that failed)."""
+        started = time.perf_counter()
+        with lm_scope(self.lm):
+            prediction = await self.module.acall(texts=[received.text for received in texts])
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        analyses = list(prediction.analyses or [])
+        results: list[TextAnalyzed | Exception] = []
+        for position, received in enumerate(texts):
+            if position >= len(analyses):
+                results.append(
+                    TransientError(
+                        f"the LM returned {len(analyses)} analyses for {len(texts)} texts"
+                    )
+                )
+                continue
+            results.append(self._analyzed(received, analyses[position], elapsed_ms))
+        return results
+
+    def _analyzed(self, received: TextReceived, analysis: Any, elapsed_ms: float) -> TextAnalyzed:
+        fields = analysis.model_dump() if isinstance(analysis, BaseModel) else dict(analysis)
+        return TextAnalyzed(
+            text=received.text,
+            source=received.source,
+            sentiment=fields["sentiment"],
+            score=max(-1.0, min(1.0, float(fields["score"]))),
+            topics=list(fields.get("topics") or [])[:MAX_TOPICS],
+            entities=list(fields.get("entities") or [])[:MAX_ENTITIES],
+            model=self.lm.model,
+            offline=self.offline,
+            timings_ms={"analyze": elapsed_ms},
+        )
