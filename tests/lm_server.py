@@ -95,7 +95,11 @@ def _answer_text(body: dict[str, Any]) -> tuple[str, str]:
     fields = FIELD_NAME.findall(section.group(1)) if section else ["answer"]
     match = QUESTION.search(last_user)
     question = match.group(1).strip() if match else ""
-    values = {name: f"The test LM answers: {question}" for name in fields}
+    # A compiled program sends worked examples (demos) as earlier user turns: say how
+    # many, so a test can tell a program's answers from the plain module's.
+    examples = sum(1 for m in messages if m.get("role") == "user") - 1
+    suffix = f" (after {examples} examples)" if examples > 0 else ""
+    values = {name: f"The test LM answers: {question}{suffix}" for name in fields}
     values["reasoning"] = "served over HTTP by the test LM"
     text = "".join(f"[[ ## {name} ## ]]\n{values[name]}\n\n" for name in fields)
     return text + "[[ ## completed ## ]]", question

@@ -56,17 +56,24 @@ ModuleFactory = Callable[[], dspy.Module]
 
 
 def input_names(module: dspy.Module) -> list[str]:
-    """The names of the inputs ``module`` takes: its signature's input fields (``Predict``,
-    ``ChainOfThought``, ...), or the parameters of its ``aforward``/``forward``."""
+    """The names of the inputs ``module`` takes: its signature's input fields
+    (``Predict``), else the named parameters of its ``aforward``/``forward`` (a module of
+    your own), else its first predictor's input fields (``ChainOfThought`` and other
+    modules that take ``**kwargs``)."""
     signature = getattr(module, "signature", None)
     if signature is not None and hasattr(signature, "input_fields"):
         return list(signature.input_fields)
     method = getattr(module, "aforward", None) or module.forward
-    return [
+    named = [
         parameter.name
         for parameter in inspect.signature(method).parameters.values()
         if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
     ]
+    if named:
+        return named
+    for _, predictor in module.named_predictors():
+        return list(predictor.signature.input_fields)
+    return []
 
 
 class DSPyStageHandler:

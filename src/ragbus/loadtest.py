@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragbus.client import Client
-from ragbus.config import BusKind, Settings
+from ragbus.config import BusKind, Settings, with_changes
 from ragbus.errors import ConfigurationError
 from ragbus.pipeline import Pipeline
 
@@ -112,9 +112,7 @@ async def load_test(
     """
     if not payloads:
         raise ConfigurationError("no payloads to send")
-    configured = settings.model_copy(
-        update={"cache_enabled": False, "dedup": False, "concurrency": concurrency}
-    )
+    configured = with_changes(settings, cache_enabled=False, dedup=False, concurrency=concurrency)
     result = LoadResult(requests=requests, seconds=0.0)
     async with _namespace(configured, pipeline) as scoped, _client(scoped, pipeline) as client:
         await client.request(payloads[0], event_type=event_type, timeout=timeout)  # warm up
@@ -158,7 +156,7 @@ async def _namespace(settings: Settings, pipeline: Pipeline) -> AsyncIterator[Se
         yield settings
         return
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
-    scoped = settings.model_copy(update={"queue_prefix": prefix, "exchange": f"{prefix}.events"})
+    scoped = with_changes(settings, queue_prefix=prefix, exchange=f"{prefix}.events")
     try:
         yield scoped
     finally:

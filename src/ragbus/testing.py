@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from ragbus.bus.base import DeadLetter, DeadLetterFilter
 from ragbus.bus.memory import MemoryBus
 from ragbus.client import Client
-from ragbus.config import Settings
+from ragbus.config import Settings, with_changes
 from ragbus.events import Envelope
 from ragbus.pipeline import Pipeline
 
@@ -79,8 +79,8 @@ class PipelineHarness:
         if directory is None:
             directory = Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
         base = self._base or Settings(_env_file=None, cache_enabled=False)  # type: ignore[call-arg]
-        settings = base.model_copy(
-            update={"bus": "memory", "dlq_path": directory / "dlq.sqlite3", **self._overrides}
+        settings = with_changes(
+            base, bus="memory", dlq_path=directory / "dlq.sqlite3", **self._overrides
         )
         self.bus = MemoryBus(
             queue_size=settings.queue_size,

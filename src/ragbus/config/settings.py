@@ -166,3 +166,15 @@ def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and ``.env``, with ``overrides`` on top (None ignored)."""
     values = {name: value for name, value in overrides.items() if value is not None}
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def with_changes(settings: Settings, **changes: object) -> Settings:
+    """``settings`` with ``changes`` applied and validated as values from the environment
+    are (``model_copy`` would skip validation: ``"memory"`` would stay a plain string).
+    The environment is not read again.
+
+    Parameters:
+        settings: the settings to start from.
+        **changes: fields to change, e.g. ``bus="memory"``.
+    """
+    return type(settings).model_validate({**settings.model_dump(), **changes})
