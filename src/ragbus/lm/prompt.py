@@ -3,15 +3,21 @@
 DSPy's ChatAdapter and JSONAdapter describe the signature in the system message
 (``Your input fields are: ... Your output fields are: ...``) and put the input values in
 the last user message as ``[[ ## name ## ]]`` sections, followed by a line saying which
-output fields to produce. This module parses both parts; it does not know what the
-fields mean.
+output fields to produce. The system message also says what type each output must have
+(a note with a JSON schema for structured types, the allowed values of a ``Literal``);
+each output field carries that type as a :class:`~ragbus.lm.schema.Schema`. This module
+parses both parts; it does not know what the fields mean.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ragbus.lm.schema import Schema, schema_from_note
 
 _FIELD_LINE = re.compile(r"^\s*\d+\.\s+`([^`]+)`\s+\((.+?)\):", re.MULTILINE)
 _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
@@ -19,6 +25,9 @@ _CHAT_REQUEST = re.compile(r"\n*Respond with the corresponding output fields.*\Z
 _JSON_REQUEST = re.compile(r"\n*Respond with a JSON object in the following order.*\Z", re.DOTALL)
 _REQUESTED_JSON_FIELD = re.compile(r"`(\w+)`")
 _NUMBERED_ITEM = re.compile(r"^\[(\d+)\] ", re.MULTILINE)
+_NOTE = re.compile(r"^\{(\w+)\}\s+# note: the value you produce (.*)$", re.MULTILINE)
+_JSON_OUTPUTS_HEADING: Final = "Outputs will be a JSON object with the following fields."
+_SYSTEM_MEMO: Final = 256
 
 _QUESTION_NAMES = ("question", "query", "q")
 _SKIPPED_INPUTS = frozenset({"history"})
@@ -26,10 +35,17 @@ _SKIPPED_INPUTS = frozenset({"history"})
 
 @dataclass(frozen=True, slots=True)
 class OutputField:
-    """An output field the adapter asked for: its name and its type as the prompt names it."""
+    """An output field the adapter asked for.
+
+    Parameters:
+        name: the field's name.
+        type: its type as the prompt names it (default ``str``).
+        schema: its type as a JSON schema (default: any value).
+    """
 
     name: str
     type: str = "str"
+    schema: Schema = field(default_factory=lambda: Schema.of({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,30 @@ class ParsedPrompt:
         name = self.question_field()
         return self.inputs.get(name, "") if name else ""
 
+    def list_input(self) -> str | None:
+        """The first input declared as a list (``list[str]``, ...), or ``None``."""
+        for name in self.inputs:
+            if self.input_types.get(name, "").replace(" ", "").lower().startswith("list["):
+                return name
+        return None
+
+    def list_items(self, name: str) -> list[str]:
+        """The items of list input ``name``, every one kept (empty ones too), in order."""
+        return list_items(self.inputs.get(name, ""))
+
+    def subject(self) -> str:
+        """All the text the inputs give (other than ``history``), in order: what an
+        output about "the input" as a whole is about."""
+        texts: list[str] = []
+        for name, value in self.inputs.items():
+            if name in _SKIPPED_INPUTS:
+                continue
+            if name == self.list_input():
+                texts.extend(item for item in self.list_items(name) if item.strip())
+            elif value.strip():
+                texts.append(value)
+        return "\n\n".join(texts)
+
     def passages(self) -> list[str]:
         """The passages of every input other than the question and ``history``, in order."""
         question = self.question_field()
@@ -100,11 +140,55 @@ def parse_field_list(system: str, which: str) -> dict[str, str]:
     return {name: type_name.strip() for name, type_name in _FIELD_LINE.findall(block)}
 
 
-def parse_inputs(user_message: str) -> tuple[dict[str, str], bool]:
+def output_notes(system: str) -> dict[str, str]:
+    """What the system message says each output's value must be, by field name (the text
+    after ``the value you produce``), in the ChatAdapter's or the JSONAdapter's layout.
+
+    Parameters:
+        system: the system message.
+    """
+    structure = _section(system, "All interactions will be structured", None)
+    heading = structure.find(_JSON_OUTPUTS_HEADING)
+    if heading >= 0:
+        # JSONAdapter: the placeholders are the values of a JSON object.
+        start = structure.find("{", heading)
+        try:
+            layout, _ = json.JSONDecoder().raw_decode(structure, start)
+        except (json.JSONDecodeError, ValueError):
+            layout = {}
+        if isinstance(layout, dict):
+            structure = "\n".join(str(value) for value in layout.values())
+    return {name: note for name, note in _NOTE.findall(structure)}
+
+
+@dataclass(frozen=True, slots=True)
+class _SystemFields:
+    inputs: dict[str, str]
+    outputs: dict[str, OutputField]
+
+
+@functools.lru_cache(maxsize=_SYSTEM_MEMO)
+def _system_fields(system: str) -> _SystemFields:
+    """The fields a system message declares (memoized: one message per signature, and
+    its JSON schemas are worth parsing once)."""
+    notes = output_notes(system)
+    outputs = {
+        name: OutputField(name, type_name, Schema.of(schema_from_note(type_name, notes.get(name))))
+        for name, type_name in parse_field_list(system, "output").items()
+    }
+    return _SystemFields(inputs=parse_field_list(system, "input"), outputs=outputs)
+
+
+def parse_inputs(
+    user_message: str, names: frozenset[str] | None = None
+) -> tuple[dict[str, str], bool]:
     """The ``[[ ## name ## ]]`` sections of a user message, and whether it asks for JSON.
 
     Parameters:
         user_message: the text of the last user message.
+        names: the input fields the system message declares; when given, only their
+            markers start a section, so a value that contains another ``[[ ## x ## ]]``
+            stays whole (default: every marker).
     """
     json_output = _JSON_REQUEST.search(user_message) is not None
     body = (
@@ -112,9 +196,15 @@ def parse_inputs(user_message: str) -> tuple[dict[str, str], bool]:
     )
     pieces = _MARKER.split(body)
     inputs: dict[str, str] = {}
+    current: str | None = None
     for index in range(1, len(pieces) - 1, 2):
-        inputs[pieces[index]] = pieces[index + 1].strip()
-    return inputs, json_output
+        name, value = pieces[index], pieces[index + 1]
+        if names and name not in names and current is not None:
+            inputs[current] += f"[[ ## {name} ## ]]{value}"
+        else:
+            current = name
+            inputs[name] = value
+    return {name: value.strip() for name, value in inputs.items()}, json_output
 
 
 def requested_outputs(user_message: str, json_output: bool) -> list[str]:
@@ -154,6 +244,29 @@ def split_list_value(value: str) -> list[str]:
     return [_unquote(text)] if _unquote(text) else []
 
 
+def list_items(value: str) -> list[str]:
+    """Every item of a rendered ``list[...]`` input, empty ones included, in order.
+
+    DSPy renders a list value as a JSON array; an item that is not a string comes back as
+    its JSON text. A value that is no JSON array is read like :func:`split_list_value`.
+
+    Parameters:
+        value: the rendered value.
+    """
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            decoded: Any = json.loads(text)
+        except json.JSONDecodeError:
+            decoded = None
+        if isinstance(decoded, list):
+            return [
+                item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+                for item in decoded
+            ]
+    return split_list_value(value)
+
+
 def _unquote(item: str) -> str:
     item = item.strip()
     if item.startswith("«««") and item.endswith("»»»"):
@@ -168,19 +281,20 @@ def parse_prompt(system: str, user_message: str) -> ParsedPrompt:
     """Parse a DSPy adapter prompt.
 
     The output fields are those the user message asks for; when it names none, those
-    the system message declares; when neither does, a single ``answer``.
+    the system message declares; when neither does, a single ``answer``. Each has the
+    type the system message gives it (a ``str`` when it gives none).
 
     Parameters:
         system: the system message ("" when there is none).
         user_message: the text of the last user message.
     """
-    inputs, json_output = parse_inputs(user_message)
-    declared = parse_field_list(system, "output")
-    names = requested_outputs(user_message, json_output) or list(declared) or ["answer"]
-    outputs = tuple(OutputField(name=name, type=declared.get(name, "str")) for name in names)
+    declared = _system_fields(system)
+    inputs, json_output = parse_inputs(user_message, frozenset(declared.inputs) or None)
+    names = requested_outputs(user_message, json_output) or list(declared.outputs) or ["answer"]
+    outputs = tuple(declared.outputs.get(name) or OutputField(name) for name in names)
     return ParsedPrompt(
         inputs=inputs,
         outputs=outputs,
         json_output=json_output,
-        input_types=parse_field_list(system, "input"),
+        input_types=dict(declared.inputs),
     )
