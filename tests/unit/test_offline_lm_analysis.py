@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from ragbus.handlers.analyze import AnalyzeText, AnalyzeTexts
 from ragbus.lm import is_offline, lm_scope, offline_lm
 from ragbus.lm.analysis import analyse
-from ragbus.lm.fill import is_analysable
+from ragbus.lm.plan import compile_plan
 from ragbus.lm.prompt import list_items, parse_inputs, parse_prompt
 from ragbus.lm.schema import Schema, schema_from_note
 from ragbus.payloads.analyzer import TextAnalysis
@@ -148,7 +148,10 @@ def test_schema_follows_references_and_optionals() -> None:
     assert root.properties["loop"].kind == "any"  # a reference to itself ends
 
 
-def test_fields_are_analysable_by_name_and_type() -> None:
+def test_fields_are_readings_by_name_and_type() -> None:
+    def is_analysable(name: str, schema: Schema) -> bool:
+        return compile_plan(name, schema) is not None
+
     def schema(**node: Any) -> Schema:
         return Schema.of(node)
 
@@ -370,3 +373,38 @@ async def test_analysis_and_extraction_share_one_reply() -> None:
     assert isinstance(prediction.sentiment, float)
     data = lm.history[-1]["response"].provider_data
     assert data["offline"] is True and data["extractive"] is True and data["texts_analyzed"] == 1
+
+
+class Place(BaseModel):
+    text: str
+    type: Literal["person", "place"]
+
+
+async def test_readings_take_the_shape_their_type_asks_for() -> None:
+    program = dspy.Predict(
+        "text -> sentiment: int, topics: str, entities: list[str], tags: list[str]"
+    )
+    text = "Ann loved the old harbour in Lisbon and the harbour cafés."
+    with lm_scope(offline_lm()):
+        prediction = await program.acall(text=text)
+
+    assert prediction.sentiment == 1  # an integer score: -1, 0 or 1
+    assert prediction.topics == "harbour, ann, lisbon, cafés"  # a person needs a title
+    assert prediction.entities == ["Ann", "Lisbon"]
+    assert prediction.tags == ["harbour", "ann", "lisbon", "cafés"]
+
+
+async def test_an_entity_whose_type_the_schema_cannot_spell_is_left_out() -> None:
+    class Places(dspy.Signature):  # type: ignore[misc]
+        """Find the places."""
+
+        text: str = dspy.InputField()
+        entities: list[Place] = dspy.OutputField()
+
+    with lm_scope(offline_lm()):
+        prediction = await dspy.Predict(Places).acall(text="Ann met Dr. Bo in Paris in 2020.")
+
+    assert [(entity.text, entity.type) for entity in prediction.entities] == [
+        ("Dr. Bo", "person"),
+        ("Paris", "place"),
+    ]  # "Ann" (other) and "2020" (date) have no spelling in this enum

@@ -74,8 +74,9 @@ def _provider_data(filler: FieldFiller) -> dict[str, Any]:
     if filler.extraction is not None:
         data["answer_found"] = filler.extraction.found
         data["passages_quoted"] = [index + 1 for index in filler.extraction.passages]
-    if filler.analyses:
-        data["texts_analyzed"] = len(filler.analyses)
+    analyses = filler.analyses
+    if analyses:
+        data["texts_analyzed"] = len(analyses)
     return data
 
 

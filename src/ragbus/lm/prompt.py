@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ragbus.lm.schema import Schema, schema_from_note
+from ragbus.lm.schema import ANY, Schema, schema_from_note
 
 _FIELD_LINE = re.compile(r"^\s*\d+\.\s+`([^`]+)`\s+\((.+?)\):", re.MULTILINE)
 _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
@@ -45,7 +45,7 @@ class OutputField:
 
     name: str
     type: str = "str"
-    schema: Schema = field(default_factory=lambda: Schema.of({}))
+    schema: Schema = ANY
 
 
 @dataclass(frozen=True, slots=True)

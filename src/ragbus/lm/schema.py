@@ -59,12 +59,13 @@ def schema_from_note(type_name: str, note: str | None) -> dict[str, Any]:
     return dict(_NAMED_TYPES.get(type_name.replace(" ", ""), {}))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Schema:
     """One node of a JSON schema, with the document it belongs to (for ``$ref``).
 
     Build it with :meth:`of`, which resolves references and optionals, so ``node`` is
-    always a concrete schema.
+    always a concrete schema. Schemas compare and hash by identity (their nodes are
+    dicts), so what is compiled from one can be memoized per schema object.
 
     Parameters:
         node: the schema of this value.
@@ -149,6 +150,10 @@ class Schema:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return value
         return None
+
+
+#: The schema of a value of any type (what an output field without a declared type has).
+ANY: Final = Schema.of({})
 
 
 def _follow(root: Mapping[str, Any], reference: str) -> Mapping[str, Any]:
