@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -21,8 +22,8 @@ from ragbus.lm.schema import ANY, Schema, schema_from_note
 
 _FIELD_LINE = re.compile(r"^\s*\d+\.\s+`([^`]+)`\s+\((.+?)\):", re.MULTILINE)
 _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
-_CHAT_REQUEST = re.compile(r"\n*Respond with the corresponding output fields.*\Z", re.DOTALL)
-_JSON_REQUEST = re.compile(r"\n*Respond with a JSON object in the following order.*\Z", re.DOTALL)
+_CHAT_REQUEST: Final = "Respond with the corresponding output fields"
+_JSON_REQUEST: Final = "Respond with a JSON object in the following order"
 _REQUESTED_JSON_FIELD = re.compile(r"`(\w+)`")
 _NUMBERED_ITEM = re.compile(r"^\[(\d+)\] ", re.MULTILINE)
 _NOTE = re.compile(r"^\{(\w+)\}\s+# note: the value you produce (.*)$", re.MULTILINE)
@@ -180,42 +181,61 @@ def _system_fields(system: str) -> _SystemFields:
 
 
 def parse_inputs(
-    user_message: str, names: frozenset[str] | None = None
+    user_message: str, names: Sequence[str] | None = None
 ) -> tuple[dict[str, str], bool]:
     """The ``[[ ## name ## ]]`` sections of a user message, and whether it asks for JSON.
 
     Parameters:
         user_message: the text of the last user message.
-        names: the input fields the system message declares; when given, only their
-            markers start a section, so a value that contains another ``[[ ## x ## ]]``
-            stays whole (default: every marker).
+        names: the input fields the system message declares, in order. When given, the
+            sections are read in that order, each from its marker (at a line's start) up
+            to the next declared field's, so a value that quotes a marker, even its own,
+            stays whole. Default: every marker starts a section.
     """
-    json_output = _JSON_REQUEST.search(user_message) is not None
-    body = (
-        _JSON_REQUEST.sub("", user_message) if json_output else _CHAT_REQUEST.sub("", user_message)
-    )
-    pieces = _MARKER.split(body)
+    body, _, json_output = split_request(user_message)
     inputs: dict[str, str] = {}
-    current: str | None = None
+    if names:
+        found: list[tuple[str, int, int]] = []  # name, marker start, value start
+        position = 0
+        for name in names:
+            marker = re.compile(rf"(?:^|\n)\[\[ ## {re.escape(name)} ## \]\]", re.MULTILINE)
+            match = marker.search(body, position)
+            if match:
+                found.append((name, match.start(), match.end()))
+                position = match.end()
+        for index, (name, _, value_start) in enumerate(found):
+            value_end = found[index + 1][1] if index + 1 < len(found) else len(body)
+            inputs[name] = body[value_start:value_end].strip()
+        return inputs, json_output
+    pieces = _MARKER.split(body)
     for index in range(1, len(pieces) - 1, 2):
-        name, value = pieces[index], pieces[index + 1]
-        if names and name not in names and current is not None:
-            inputs[current] += f"[[ ## {name} ## ]]{value}"
-        else:
-            current = name
-            inputs[name] = value
-    return {name: value.strip() for name, value in inputs.items()}, json_output
+        inputs[pieces[index]] = pieces[index + 1].strip()
+    return inputs, json_output
 
 
-def requested_outputs(user_message: str, json_output: bool) -> list[str]:
+def split_request(user_message: str) -> tuple[str, str, bool]:
+    """A user message cut into its inputs and the adapter's closing request ("Respond
+    with ..."), and whether that request asks for JSON.
+
+    The request is the last one in the message: an input value may quote the phrase.
+
+    Parameters:
+        user_message: the text of the last user message.
+    """
+    chat = user_message.rfind(_CHAT_REQUEST)
+    json_request = user_message.rfind(_JSON_REQUEST)
+    start = max(chat, json_request)
+    if start < 0:
+        return user_message, "", False
+    return user_message[:start].rstrip("\n"), user_message[start:], json_request > chat
+
+
+def requested_outputs(user_message: str) -> list[str]:
     """The output field names the last user message asks for, in order (may be empty)."""
+    _, request, json_output = split_request(user_message)
     if json_output:
-        match = _JSON_REQUEST.search(user_message)
-        return _REQUESTED_JSON_FIELD.findall(match.group(0)) if match else []
-    match = _CHAT_REQUEST.search(user_message)
-    if not match:
-        return []
-    return [name for name in _MARKER.findall(match.group(0)) if name != "completed"]
+        return _REQUESTED_JSON_FIELD.findall(request)
+    return [name for name in _MARKER.findall(request) if name != "completed"]
 
 
 def split_list_value(value: str) -> list[str]:
@@ -289,8 +309,8 @@ def parse_prompt(system: str, user_message: str) -> ParsedPrompt:
         user_message: the text of the last user message.
     """
     declared = _system_fields(system)
-    inputs, json_output = parse_inputs(user_message, frozenset(declared.inputs) or None)
-    names = requested_outputs(user_message, json_output) or list(declared.outputs) or ["answer"]
+    inputs, json_output = parse_inputs(user_message, tuple(declared.inputs))
+    names = requested_outputs(user_message) or list(declared.outputs) or ["answer"]
     outputs = tuple(declared.outputs.get(name) or OutputField(name) for name in names)
     return ParsedPrompt(
         inputs=inputs,
