@@ -613,7 +613,7 @@ def _topic_stem(word: str, valence: float, opener: bool) -> str | None:
     return stem(base)
 
 
-@functools.lru_cache(maxsize=100_000)
+@functools.lru_cache(maxsize=50_000)
 def word_info(word: str) -> WordInfo:
     """Everything the analysis needs to know about ``word`` (memoized).
 

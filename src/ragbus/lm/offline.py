@@ -140,7 +140,8 @@ def response_events(response: Response) -> tuple[list[StreamEvent], StreamEndEve
 
 
 class ExtractiveEngine:
-    """The synchronous offline engine (``dspy.LM(engine=...)``).
+    """The synchronous offline engine (``dspy.LM(engine=...)``): extractive answers and
+    rule-based text analyses.
 
     Parameters:
         latency_ms: time to wait before answering, in milliseconds (default 0).
@@ -207,7 +208,7 @@ class AsyncExtractiveEngine:
 
 
 def offline_lm(latency_ms: float = 0.0) -> dspy.LM:
-    """A ``dspy.LM`` named ``offline/extractive`` backed by the extractive engines, with
+    """A ``dspy.LM`` named ``offline/extractive`` backed by the offline engines, with
     DSPy's retries and cache off.
 
     Parameters:
