@@ -337,10 +337,13 @@ def _is_acronym(token: Token) -> bool:
     return len(token.text) > 1 and token.text.isupper()
 
 
-def _shouting(tokens: Sequence[Token]) -> bool:
+def _shouting(tokens: Sequence[Token], capitalised: Sequence[Token]) -> bool:
     """Whether most words are in capitals: then capitals say nothing about names."""
-    words = [token for token in tokens if len(token.text) > 1 and not token.text.isdigit()]
-    return len(words) > 2 and sum(_is_acronym(token) for token in words) * 2 > len(words)
+    acronyms = sum(1 for token in capitalised if _is_acronym(token))
+    if acronyms < 2:
+        return False
+    words = sum(1 for token in tokens if len(token.text) > 1 and not token.text.isdigit())
+    return words > 2 and acronyms * 2 > words
 
 
 def _joinable(text: str, left: Token, right: Token) -> bool:
@@ -487,10 +490,12 @@ def entities(
             if _free(taken, *match.span()):
                 found.append(FoundEntity(match.group(), "number", *match.span()))
                 taken.append(match.span())
-    shouting = _shouting(tokens)
+    capitalised = [token for token in tokens if token.text[0].isupper()]
+    if not capitalised or _shouting(tokens, capitalised):
+        return _unique(found, limit)
 
     def covered(token: Token) -> bool:
-        return shouting or not _free(taken, token.start, token.end)
+        return not _free(taken, token.start, token.end)
 
     for span in _spans(text, tokens, covered):
         span = _trim_sentence_start(span, tokens)
@@ -504,7 +509,11 @@ def entities(
         if len(span) == 1 and words[0] in _TITLES:
             continue
         found.append(FoundEntity(surface, _span_type(words, surface.casefold()), start, end))
+    return _unique(found, limit)
 
+
+def _unique(found: list[FoundEntity], limit: int) -> tuple[FoundEntity, ...]:
+    """``found`` in text order, each (text, type) once, at most ``limit``."""
     found.sort(key=lambda entity: entity.start)
     unique: list[FoundEntity] = []
     seen: set[tuple[str, str]] = set()
