@@ -218,6 +218,8 @@ def test_topics_leave_names_dates_and_numbers_to_the_entities() -> None:
         ("She studied at the University of Oxford.", ("University of Oxford", "organization")),
         ("I met Dr. Jane Smith there.", ("Dr. Jane Smith", "person")),
         ("Ask Mr Brown.", ("Mr Brown", "person")),
+        ("We ate at Burger King.", ("Burger King", "other")),
+        ("We saw Queen Elizabeth.", ("Queen Elizabeth", "person")),
         ("We flew to Paris.", ("Paris", "place")),
         ("We flew to New York yesterday.", ("New York", "place")),
         ("We swam in the Mississippi River.", ("Mississippi River", "place")),

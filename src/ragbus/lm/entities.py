@@ -389,8 +389,13 @@ def _spans(
         index += 1
         while index < len(tokens):
             token = tokens[index]
-            if token.lower in _TITLES:
-                break  # a title starts a person's name, apart from what precedes it
+            if (
+                token.lower in _TITLES
+                and index + 1 < len(tokens)
+                and capitalised(index + 1)
+                and _continues(text, [token], tokens[index + 1])
+            ):
+                break  # a title before a name starts a person's name: "Ask Mr Brown"
             if capitalised(index) and _continues(text, span, token):
                 span.append(token)
                 index += 1
