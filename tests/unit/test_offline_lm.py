@@ -135,6 +135,7 @@ async def test_metadata_says_the_answer_is_extractive() -> None:
     assert lm.model == OFFLINE_MODEL == "offline/extractive"
     assert response.model == OFFLINE_MODEL
     assert response.provider_data == {
+        "offline": True,
         "extractive": True,
         "answer_found": True,
         "passages_quoted": [2],

@@ -1,4 +1,5 @@
-"""The LMs ragbus calls through DSPy: the offline extractive LM and configured models.
+"""The LMs ragbus calls through DSPy: the offline LM (extractive answers, rule-based text
+analysis) and configured models.
 
 Importing this package keeps LiteLLM from fetching its model cost map over the network
 (``LITELLM_LOCAL_MODEL_COST_MAP=true``, unless already set), so import it before DSPy.
@@ -8,7 +9,7 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
 
-from ragbus.lm.factory import build_lm, is_extractive
+from ragbus.lm.factory import build_lm, is_extractive, is_offline
 from ragbus.lm.offline import (
     AsyncExtractiveEngine,
     ExtractiveEngine,
@@ -21,6 +22,7 @@ __all__ = [
     "ExtractiveEngine",
     "build_lm",
     "is_extractive",
+    "is_offline",
     "lm_scope",
     "offline_lm",
 ]

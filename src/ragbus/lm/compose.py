@@ -1,24 +1,17 @@
-"""Writing the offline LM's reply: a value for every output field, in the adapter's format.
-
-A field named ``reasoning`` (or ``rationale``) says where the answer came from; every
-other field gets the answer. A ``list[...]`` field gets the answer's sentences as a list,
-a ``bool`` field whether an answer was found.
-"""
+"""Writing the offline LM's reply: its texts (the answer, what the reasoning says) and the
+reply itself, every output field in the adapter's format."""
 
 from __future__ import annotations
 
 import json
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
+from ragbus.lm.analysis import Analysis
 from ragbus.lm.extract import Extraction
-from ragbus.lm.prompt import OutputField, ParsedPrompt
 
 #: The answer when the context does not answer the question.
 NO_ANSWER: Final = "The context does not contain an answer to this question."
-
-_REASONING_FIELDS: Final = frozenset({"reasoning", "rationale"})
-
-FieldValue = str | bool | list[str]
 
 
 def _series(items: list[str]) -> str:
@@ -66,23 +59,32 @@ def answer_text(extraction: Extraction) -> str:
     return " ".join(sentence.text for sentence in extraction.sentences)
 
 
-def field_value(output: OutputField, extraction: Extraction) -> FieldValue:
-    """The value of one output field."""
-    if output.name.lower() in _REASONING_FIELDS:
-        return reasoning_text(extraction)
-    type_name = output.type.replace(" ", "").lower()
-    if type_name == "bool":
-        return extraction.found
-    if type_name.startswith("list["):
-        return [sentence.text for sentence in extraction.sentences]
-    return answer_text(extraction)
+def analysis_reasoning(analyses: Sequence[Analysis]) -> str:
+    """One paragraph saying how ``analyses`` were made: offline, by rules, no model.
+
+    Parameters:
+        analyses: the analyses the reply reports (one per distinct text).
+    """
+    texts = "the text" if len(analyses) == 1 else "the texts"
+    cues = sum(analysis.sentiment.cues for analysis in analyses)
+    return (
+        f"This analysis is offline and rule-based: no language model read {texts}. "
+        "The sentiment comes from a built-in word lexicon with negation and intensifiers "
+        f"({_plural(cues, 'sentiment word')} found); the topics are the most frequent "
+        "content words; the entities are capitalised spans, dates and numbers, typed by "
+        "simple cues (titles, company suffixes, a short list of places)."
+    )
 
 
-def compose_reply(prompt: ParsedPrompt, extraction: Extraction) -> str:
-    """The full reply text for ``prompt``: ``[[ ## field ## ]]`` sections ending with
-    ``[[ ## completed ## ]]`` (ChatAdapter), or one JSON object (JSONAdapter)."""
-    values = {output.name: field_value(output, extraction) for output in prompt.outputs}
-    if prompt.json_output:
+def render_reply(values: Mapping[str, Any], json_output: bool) -> str:
+    """The reply text: ``[[ ## field ## ]]`` sections ending with ``[[ ## completed ## ]]``
+    (ChatAdapter), or one JSON object (JSONAdapter).
+
+    Parameters:
+        values: each output field's value, in order (JSON-ready).
+        json_output: whether the adapter asked for one JSON object.
+    """
+    if json_output:
         return json.dumps(values, ensure_ascii=False, indent=2)
     sections = []
     for name, value in values.items():

@@ -45,9 +45,16 @@ def build_lm(settings: Settings) -> dspy.LM:
         raise ConfigurationError(f"cannot use LM {settings.lm_model!r}: {exc}") from exc
 
 
-def is_extractive(lm: dspy.BaseLM) -> bool:
-    """Whether ``lm`` is the offline extractive LM (its answers quote the context)."""
+def is_offline(lm: dspy.BaseLM) -> bool:
+    """Whether ``lm`` is the offline LM: its answers quote the context and its text
+    analyses come from rules, not from a language model."""
     engine = getattr(lm, "engine", None)
     return lm.model == OFFLINE_MODEL and isinstance(
         engine, ExtractiveEngine | AsyncExtractiveEngine
     )
+
+
+def is_extractive(lm: dspy.BaseLM) -> bool:
+    """Whether ``lm`` answers questions extractively (it is the offline LM: its answers
+    quote the context)."""
+    return is_offline(lm)

@@ -1,10 +1,15 @@
-"""The offline LM: an extractive DSPy engine that needs no model and no network.
+"""The offline LM: a DSPy engine that needs no model and no network.
 
-It reads the adapter's prompt, takes the question and the context passages from the last
-user message, and answers with the context sentences that best match the question
-(:mod:`ragbus.lm.extract`), producing every output field the adapter asked for. It never
-writes text of its own, and says so: its model is ``offline/extractive`` and every
-response carries ``provider_data={"extractive": True, ...}``.
+It reads the adapter's prompt (the inputs from the last user message, each output
+field's name and type from the system message) and fills every output field the adapter
+asked for (:mod:`ragbus.lm.fill`): fields that ask for a reading of the text (sentiment,
+score, topics, entities, or objects and lists of them) from a rule-based text analysis
+(:mod:`ragbus.lm.analysis`), every other field extractively, with the context sentences
+that best match the question (:mod:`ragbus.lm.extract`). It never writes text of its
+own, and says so: its model is ``offline/extractive`` and every response carries
+``provider_data={"offline": True, "extractive": ..., ...}`` (``extractive`` is true when
+a field quotes the context; then ``answer_found`` and ``passages_quoted`` say what it
+quoted; ``texts_analyzed`` counts the distinct texts the analysis read).
 
 ``latency_ms`` makes it wait before answering, to model a real LM's I/O: the async engine
 sleeps without blocking the event loop, streaming spreads the wait over the deltas.
@@ -32,8 +37,8 @@ from dspy.lm15 import (
 )
 
 from ragbus.config.settings import OFFLINE_MODEL
-from ragbus.lm.compose import compose_reply
-from ragbus.lm.extract import extract
+from ragbus.lm.compose import render_reply
+from ragbus.lm.fill import FieldFiller
 from ragbus.lm.prompt import parse_prompt
 
 #: Words per streamed text delta.
@@ -64,8 +69,19 @@ def _word_count(text: str) -> int:
     return len(text.split())
 
 
+def _provider_data(filler: FieldFiller) -> dict[str, Any]:
+    data: dict[str, Any] = {"offline": True, "extractive": filler.extraction is not None}
+    if filler.extraction is not None:
+        data["answer_found"] = filler.extraction.found
+        data["passages_quoted"] = [index + 1 for index in filler.extraction.passages]
+    analyses = filler.analyses
+    if analyses:
+        data["texts_analyzed"] = len(analyses)
+    return data
+
+
 def answer_request(request: Request) -> Response:
-    """The extractive response to one adapter request (no waiting).
+    """The offline response to one adapter request (no waiting).
 
     Parameters:
         request: a DSPy adapter request whose last user message holds the inputs.
@@ -75,8 +91,8 @@ def answer_request(request: Request) -> Response:
     system = _text_of(request.system)
     user = _last_user_text(request)
     prompt = parse_prompt(system, user)
-    extraction = extract(prompt.question(), prompt.passages())
-    text = compose_reply(prompt, extraction)
+    filler = FieldFiller(prompt)
+    text = render_reply(filler.values(), prompt.json_output)
     input_tokens = _word_count(system) + sum(
         _word_count(_text_of(message.parts)) for message in request.messages
     )
@@ -91,11 +107,7 @@ def answer_request(request: Request) -> Response:
             output_tokens=output_tokens,
             total_tokens=input_tokens + output_tokens,
         ),
-        provider_data={
-            "extractive": True,
-            "answer_found": extraction.found,
-            "passages_quoted": [index + 1 for index in extraction.passages],
-        },
+        provider_data=_provider_data(filler),
     )
 
 
@@ -128,7 +140,8 @@ def response_events(response: Response) -> tuple[list[StreamEvent], StreamEndEve
 
 
 class ExtractiveEngine:
-    """The synchronous offline engine (``dspy.LM(engine=...)``).
+    """The synchronous offline engine (``dspy.LM(engine=...)``): extractive answers and
+    rule-based text analyses.
 
     Parameters:
         latency_ms: time to wait before answering, in milliseconds (default 0).
@@ -195,7 +208,7 @@ class AsyncExtractiveEngine:
 
 
 def offline_lm(latency_ms: float = 0.0) -> dspy.LM:
-    """A ``dspy.LM`` named ``offline/extractive`` backed by the extractive engines, with
+    """A ``dspy.LM`` named ``offline/extractive`` backed by the offline engines, with
     DSPy's retries and cache off.
 
     Parameters:
