@@ -20,14 +20,14 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from ragbus.client import Client
-    from ragbus.dspy_stage import dspy_stage
+    from ragbus.dspy_stages import dspy_stage
     from ragbus.events import Envelope
     from ragbus.pipeline import Pipeline, StageContext
 
 #: Public names and the modules they live in (imported on first use).
 _LAZY = {
     "Client": "ragbus.client",
-    "dspy_stage": "ragbus.dspy_stage",
+    "dspy_stage": "ragbus.dspy_stages",
     "Envelope": "ragbus.events",
     "Pipeline": "ragbus.pipeline",
     "StageContext": "ragbus.pipeline",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from typing import Final
 
 from ragbus.errors import ConfigurationError
@@ -40,6 +41,12 @@ def load_app(spec: str) -> Pipeline:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigurationError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the user's module raised while it was imported: say where
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ConfigurationError(
+            f"--app {spec!r}: importing {module_name!r} failed at {where.filename}:"
+            f"{where.lineno}: {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         value = getattr(module, attribute)
     except AttributeError:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from ragbus.config import Settings
-from ragbus.dspy_stage import dspy_stage
+from ragbus.dspy_stages import dspy_stage
 from ragbus.errors import ConfigurationError
 from ragbus.handlers.generate import AnswerQuestion
 from ragbus.pipeline import Pipeline, StageContext

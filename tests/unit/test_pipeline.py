@@ -200,6 +200,7 @@ def test_apps_load_by_short_name_or_module_attribute(
             """
         )
     )
+    (tmp_path / "broken_app.py").write_text("pipeline = 1 / 0\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert load_app("my_app:pipeline").name == "mine"
@@ -209,6 +210,7 @@ def test_apps_load_by_short_name_or_module_attribute(
         ("no_such_module:pipeline", "cannot import 'no_such_module'"),
         ("my_app:missing", "has no attribute 'missing'"),
         ("my_app:not_a_pipeline", "is a int, not a ragbus.Pipeline"),
+        ("broken_app:pipeline", r"importing 'broken_app' failed at .*broken_app.py:1: Zero"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
             load_app(spec)

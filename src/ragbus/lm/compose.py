@@ -26,6 +26,15 @@ def _plural(count: int, noun: str) -> str:
 
 def reasoning_text(extraction: Extraction) -> str:
     """One sentence saying which passages the answer quotes, or why there is none."""
+    if extraction.summary:
+        if not extraction.found:
+            return "This summary is extractive, and the text has no sentence to quote."
+        quoted = _plural(len(extraction.sentences), "sentence")
+        return (
+            f"This summary is extractive: it quotes the {quoted} of the text that shares the "
+            f"most of its frequent terms ({', '.join(extraction.matched_words)}); no text was "
+            "generated."
+        )
     if extraction.found:
         quoted_passages = extraction.passages
         refs = _series([f"[{index + 1}]" for index in quoted_passages])

@@ -60,15 +60,19 @@ class Extraction:
 
     Parameters:
         sentences: the chosen sentences, best first (empty when there is no answer).
-        matched_words: the question's words found in the chosen sentences.
+        matched_words: the question's words found in the chosen sentences (for a
+            summary: the text's most frequent terms found in them).
         question_words: the question's content words.
         passage_count: how many passages the context had.
+        summary: the sentences summarize a text that came with no question
+            (:func:`summarize`), rather than answer one (default False).
     """
 
     sentences: tuple[Sentence, ...]
     matched_words: tuple[str, ...]
     question_words: tuple[str, ...]
     passage_count: int
+    summary: bool = False
 
     @property
     def found(self) -> bool:
@@ -109,6 +113,39 @@ def _question_words(question: str) -> dict[str, str]:
     for word, stem in zip(content, stem_words(content), strict=True):
         found.setdefault(stem, word)
     return found
+
+
+def summarize(text: str, *, most: int = 1) -> Extraction:
+    """The sentence(s) of ``text`` that best stand for all of it: those whose distinct
+    terms are the most frequent in the whole text (per word, so a long sentence does not
+    win by length), in the text's order. For a prompt that gives a text and asks for
+    something about it, with no question and no passages to search (a summary, a
+    title).
+
+    Parameters:
+        text: the text.
+        most: sentences to choose at most (default 1).
+    """
+    analysed = _analysed_sentences(text)
+    if not analysed:
+        return Extraction((), (), (), 1, summary=True)
+    frequency = Counter(term for _, counts in analysed for term in counts)
+    scored = []
+    for position, (sentence, counts) in enumerate(analysed):
+        score = sum(frequency[term] for term in counts) / math.sqrt(sum(counts.values()) or 1)
+        scored.append(Sentence(sentence, 0, position, round(score, 4)))
+    chosen = sorted(scored, key=lambda s: (-s.score, s.position))[:most]
+    chosen.sort(key=lambda s: s.position)
+    found = {term for s in chosen for term in terms(s.text)}
+    shown = _question_words(" ".join(s.text for s in chosen))  # stem -> the word as written
+    top = [term for term, _ in frequency.most_common(5) if term in found]
+    return Extraction(
+        sentences=tuple(chosen),
+        matched_words=tuple(shown.get(term, term) for term in top),
+        question_words=(),
+        passage_count=1,
+        summary=True,
+    )
 
 
 def extract(question: str, passages: list[str]) -> Extraction:

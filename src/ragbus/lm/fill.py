@@ -22,11 +22,16 @@ from typing import Any, Final
 
 from ragbus.lm.analysis import Analysis, analyse
 from ragbus.lm.compose import analysis_reasoning, answer_text, reasoning_text
-from ragbus.lm.extract import Extraction, extract
+from ragbus.lm.extract import Extraction, extract, summarize
 from ragbus.lm.plan import Analyser, compile_plan
 from ragbus.lm.prompt import OutputField, ParsedPrompt
 
 _REASONING_FIELDS: Final = frozenset({"reasoning", "rationale"})
+
+
+def _asks(text: str) -> bool:
+    """Whether ``text`` reads as a question rather than a text to read."""
+    return text.rstrip().endswith("?")
 
 
 class FieldFiller:
@@ -76,7 +81,12 @@ class FieldFiller:
 
     def _extract(self) -> Extraction:
         if self._extraction is None:
-            self._extraction = extract(self.prompt.question(), self.prompt.passages())
+            question, passages = self.prompt.question(), self.prompt.passages()
+            if not passages and not _asks(question):
+                # A text with nothing to search and no question: say what it says.
+                self._extraction = summarize(question)
+            else:
+                self._extraction = extract(question, passages)
         return self._extraction
 
     def _analyse(self, text: str) -> Analysis:

@@ -77,7 +77,7 @@ def input_names(module: dspy.Module) -> list[str]:
 
 
 class DSPyStageHandler:
-    """Runs a DSPy module on each event's payload; see :mod:`ragbus.dspy_stage`.
+    """Runs a DSPy module on each event's payload; see :mod:`ragbus.dspy_stages`.
 
     Parameters:
         stage: the stage's name (for messages).
