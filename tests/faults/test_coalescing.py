@@ -26,7 +26,7 @@ ASKERS = 100
 
 #: The deadline of a hurried asker, while the LM hangs: it passes while the asker waits
 #: for the LM, however slowly the stages before reach it on a loaded machine.
-HURRIED_S = 3.0
+HURRIED_S = 2.0
 
 
 async def test_identical_concurrent_questions_make_one_lm_call(

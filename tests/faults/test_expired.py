@@ -74,7 +74,7 @@ async def test_a_deadline_passing_during_the_lm_call_expires_the_event(
     lm.set(mode="hang")  # the deadline passes while the LM call is in flight
     async with Client(settings, bus=bus, run_pipeline=True) as client:
         with pytest.raises(AnswerTimeout):
-            await client.ask(QUESTION, timeout=3.0)
+            await client.ask(QUESTION, timeout=2.0)
         [letter] = await dead_letters_when(bus, 1)
         assert metric(client, "ragbus_retried_total", stage="generate", kind="in_process") == 0
         assert metric(client, "ragbus_breaker_state", dependency="lm") == 0
