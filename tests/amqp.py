@@ -56,17 +56,6 @@ class Namespace:
     def topology(self) -> Topology:
         return Topology(exchange=self.exchange, prefix=self.prefix, delay_tiers=TIERS)
 
-    def settings(self, **values: Any) -> Settings:
-        """Settings of a process on this namespace's bus; ``values`` go on top."""
-        return Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            bus=BusKind.RABBITMQ,
-            amqp_url=self.url,
-            exchange=self.exchange,
-            queue_prefix=self.prefix,
-            **values,
-        )
-
     def make(self, **options: Any) -> RabbitMQBus:
         """A new, unconnected bus in this namespace (``options`` go to the constructor)."""
         options.pop("dlq_path", None)
@@ -139,19 +128,19 @@ async def leftovers(url: str, namespaces: Iterable[Namespace]) -> dict[str, str]
     listed = await _names_from_management_api(url)
     if listed is not None:
         queues, exchanges = listed
-        found = {
+        listed_found = {
             name: space.test
             for name in queues
             for space in spaces
             if name.startswith(f"{space.prefix}.")
         }
-        found.update(
+        listed_found.update(
             (f"exchange {name}", space.test)
             for name in exchanges
             for space in spaces
             if name == space.exchange
         )
-        return found
+        return listed_found
     wanted = [(name, "queue", space.test) for space in spaces for name in space.queue_names()]
     wanted += [(space.exchange, "exchange", space.test) for space in spaces]
     found: dict[str, str] = {}

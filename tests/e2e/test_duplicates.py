@@ -24,7 +24,7 @@ def counted(stage: Stage, calls: Counter[str], outputs: list[Envelope]) -> Stage
 
     async def counting(event: Envelope) -> list[Envelope]:
         calls[stage.name] += 1
-        result = await handler(event)
+        result: list[Envelope] = await handler(event)
         outputs.extend(result)
         return result
 

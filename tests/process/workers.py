@@ -110,7 +110,7 @@ def settings_in(env: Mapping[str, str]) -> Settings:
     """The settings a process with environment ``env`` runs with (no ``.env`` file);
     raises pydantic's ``ValidationError`` for a value the process would refuse."""
     with mock.patch.dict(os.environ, env, clear=True):
-        return Settings(_env_file=None)  # type: ignore[call-arg]
+        return Settings(_env_file=None)
 
 
 def launched(argv: list[str]) -> list[str]:
@@ -342,7 +342,7 @@ class Workers:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.namespace = namespace
-        base = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+        base = settings or Settings(_env_file=None)
         if namespace is not None:
             base = base.model_copy(
                 update={
