@@ -120,6 +120,7 @@ async def test_redis_going_down_mid_run_and_coming_back(
     assert len(warnings) == 1  # one warning for the outage, not one per operation
 
 
+@pytest.mark.slow
 @pytest.mark.rabbitmq
 @pytest.mark.redis
 async def test_worker_processes_ride_out_a_redis_outage(

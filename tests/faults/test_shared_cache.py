@@ -50,6 +50,7 @@ async def ask_in_new_process(workers: Workers, question: str) -> Envelope:
     return Envelope.model_validate_json(asked.stdout)
 
 
+@pytest.mark.slow  # starts a second ragbus process
 async def test_a_second_worker_process_answers_from_the_shared_cache(
     make_bus: BusFactory,
     bus_namespace: Namespace | None,
@@ -96,6 +97,7 @@ async def test_a_second_worker_process_answers_from_the_shared_cache(
     assert second.id != first.answer.id
 
 
+@pytest.mark.slow  # starts a second ragbus process
 async def test_identical_questions_in_two_processes_make_one_lm_call(
     make_bus: BusFactory,
     bus_namespace: Namespace | None,

@@ -68,6 +68,7 @@ async def test_ragbus_serve_answers_from_worker_processes(workers: Workers) -> N
     assert "Traceback" not in gateway.log
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.xfail(
     strict=True,

@@ -419,6 +419,7 @@ async def test_sigterm_drains_in_flight_events_and_leaves_the_rest(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_ops_endpoints_report_health_and_per_stage_metrics(
     namespace: Namespace, workers: Workers
@@ -575,6 +576,7 @@ async def test_the_cli_asks_and_publishes_across_processes(
     assert handled == 1 + len(published) + 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_a_worker_whose_ops_port_is_taken_stops_with_one_line(workers: Workers) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
