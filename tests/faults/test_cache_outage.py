@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from ragbus.bus.base import DeadLetterFilter
-from ragbus.client import Client
+from ragbus.client import Answer, Client
 from tests.amqp import Namespace
 from tests.conftest import BusFactory, WorkersFactory
 from tests.faults.support import QUESTION, bus_options, fault_settings, metric
 from tests.lm_server import FakeLMServer
-from tests.tcp_proxy import start_proxy
+from tests.tcp_proxy import TcpProxy, start_proxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -60,12 +62,41 @@ async def test_questions_are_answered_while_the_cache_is_down(
     assert len(outage_warnings) == 1  # one warning, not one per operation
 
 
-def cache_count(client: Client, result: str) -> float:
-    """``ragbus_cache_total`` with ``result``, over both stages of the client's runtime."""
-    return sum(
-        metric(client, "ragbus_cache_total", stage=stage, result=result)
-        for stage in ("retrieve", "generate")
-    )
+#: Counts ``ragbus_cache_total`` samples with a ``result``, of one stage or of all.
+CacheCount = Callable[[str, str | None], Awaitable[float]]
+
+
+async def through_a_redis_outage(
+    proxy: TcpProxy, lm: FakeLMServer, ask: Callable[[str], Awaitable[Answer]], count: CacheCount
+) -> None:
+    """Ask before, during and after an outage of Redis (``proxy`` cut, then restored):
+    every question is answered, without the cache during the outage; cache hits
+    return after it, for what Redis kept and for what is new."""
+    tag = uuid.uuid4().hex[:8]
+    before, *during = [f"{QUESTION} (outage case {n}, {tag})" for n in range(4)]
+    after = f"{QUESTION} (after the outage, {tag})"
+    await ask(before)
+    await ask(before)
+    assert await count("hit", "generate") == 1
+    assert await count("error", None) == 0
+
+    proxy.cut()
+    answers = [await ask(question) for question in during]
+    again = await ask(during[0])  # nothing could be cached: the LM answers again
+    assert await count("error", None) > 0
+    assert await count("hit", "generate") == 1
+
+    proxy.restore()
+    hit = await ask(before)  # what Redis kept through the outage is served again ...
+    assert await count("hit", "generate") == 2
+    await ask(after)  # ... and new results are stored and served again
+    await ask(after)
+    assert await count("hit", "generate") == 3
+
+    assert [a.answer.payload["question"] for a in answers] == during
+    assert again.text == answers[0].text == f"The test LM answers: {during[0]}"
+    assert hit.text == f"The test LM answers: {before}"
+    assert lm.asked == [before, *during, during[0], after]
 
 
 @pytest.mark.redis
@@ -78,44 +109,30 @@ async def test_redis_going_down_mid_run_and_coming_back(
     cache_namespace: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Redis (behind a proxy the test cuts) goes down between two questions: questions
-    are answered without the cache, then cache hits return once it is back."""
+    """Redis, behind a proxy the test cuts, goes down between two questions."""
     caplog.set_level(logging.WARNING, logger="ragbus")
     proxy = start_proxy(redis_url)
     settings = fault_settings(
         tmp_path, lm, cache_url=proxy.url_for(redis_url), cache_namespace=cache_namespace
     )
-    before, *during = [f"{QUESTION} (outage case {n}, {cache_namespace})" for n in range(4)]
-    after = f"{QUESTION} (after the outage, {cache_namespace})"
     try:
-        async with Client(settings, bus=make_bus(**bus_options(bus_kind)), run_pipeline=True) as c:
-            await c.ask(before, timeout=20)
-            await c.ask(before, timeout=20)
-            assert metric(c, "ragbus_cache_total", stage="generate", result="hit") == 1
-            assert cache_count(c, "error") == 0
+        bus = make_bus(**bus_options(bus_kind))
+        async with Client(settings, bus=bus, run_pipeline=True) as client:
 
-            proxy.cut()
-            answers = [await c.ask(question, timeout=20) for question in during]
-            again = await c.ask(during[0], timeout=20)  # nothing could be cached: the LM again
-            assert cache_count(c, "error") > 0
-            assert metric(c, "ragbus_cache_total", stage="generate", result="hit") == 1
+            async def ask(question: str) -> Answer:
+                return await client.ask(question, timeout=20)
 
-            proxy.restore()
-            # what Redis kept through the outage is served again ...
-            hit = await c.ask(before, timeout=20)
-            assert metric(c, "ragbus_cache_total", stage="generate", result="hit") == 2
-            # ... and new results are stored and served again
-            await c.ask(after, timeout=20)
-            await c.ask(after, timeout=20)
-            assert metric(c, "ragbus_cache_total", stage="generate", result="hit") == 3
-            assert await c.bus.list_dead_letters(DeadLetterFilter()) == []
+            async def count(result: str, stage: str | None) -> float:
+                stages = [stage] if stage else ["retrieve", "generate"]
+                return sum(
+                    metric(client, "ragbus_cache_total", stage=name, result=result)
+                    for name in stages
+                )
+
+            await through_a_redis_outage(proxy, lm, ask, count)
+            assert await bus.list_dead_letters(DeadLetterFilter()) == []
     finally:
         proxy.stop()
-
-    assert [a.answer.payload["question"] for a in answers] == during
-    assert again.text == answers[0].text == f"The test LM answers: {during[0]}"
-    assert hit.text == f"The test LM answers: {before}"
-    assert lm.asked == [before, *during, during[0], after]
     warnings = [r for r in caplog.records if "going on without the cache" in r.getMessage()]
     assert len(warnings) == 1  # one warning for the outage, not one per operation
 
@@ -138,42 +155,26 @@ async def test_worker_processes_ride_out_a_redis_outage(
         tmp_path, lm, cache_url=proxy.url_for(redis_url), cache_namespace=cache_namespace
     )
     workers = make_workers(settings, namespace)
-    before, *during = [f"{QUESTION} (outage case {n}, {cache_namespace})" for n in range(4)]
-    after = f"{QUESTION} (after the outage, {cache_namespace})"
-
-    async def count(result: str, *stages: str) -> float:
-        processes = {"retrieve": retrieve, "generate": generate}
-        samples = [await processes[stage].metrics() for stage in stages or processes]
-        return sum(metrics.value("ragbus_cache_total", result=result) for metrics in samples)
-
     try:
         retrieve, generate = await asyncio.gather(
             workers.start("retrieve", name="retrieve"), workers.start("generate", name="generate")
         )
+        processes = {"retrieve": retrieve, "generate": generate}
         async with Client(settings, bus=namespace.make(), run_pipeline=False) as asker:
-            await asker.ask(before, timeout=20)
-            await asker.ask(before, timeout=20)
-            assert await count("hit", "generate") == 1
 
-            proxy.cut()
-            answers = [await asker.ask(question, timeout=20) for question in during]
-            again = await asker.ask(during[0], timeout=20)
-            assert await count("error") > 0
-            assert await count("hit", "generate") == 1
+            async def ask(question: str) -> Answer:
+                return await asker.ask(question, timeout=20)
 
-            proxy.restore()
-            hit = await asker.ask(before, timeout=20)
-            assert await count("hit", "generate") == 2
-            await asker.ask(after, timeout=20)
-            await asker.ask(after, timeout=20)
-            assert await count("hit", "generate") == 3
-        for process in (retrieve, generate):
+            async def count(result: str, stage: str | None) -> float:
+                chosen = [processes[stage]] if stage else list(processes.values())
+                samples = [await process.metrics() for process in chosen]
+                return sum(
+                    metrics.value("ragbus_cache_total", result=result) for metrics in samples
+                )
+
+            await through_a_redis_outage(proxy, lm, ask, count)
+        for process in processes.values():
             assert await process.stop() == 0, process.describe()
     finally:
         proxy.stop()
-
-    assert [a.answer.payload["question"] for a in answers] == during
-    assert again.text == answers[0].text == f"The test LM answers: {during[0]}"
-    assert hit.text == f"The test LM answers: {before}"
-    assert lm.asked == [before, *during, during[0], after]
     assert "going on without the cache" in retrieve.log + generate.log
