@@ -18,11 +18,8 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run in a temporary folder (its own .ragbus/ DLQ) with no RAGBUS_ settings."""
+    """Run in a temporary folder (its own .ragbus/ DLQ and no .env)."""
     monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("RAGBUS_"):
-            monkeypatch.delenv(name)
 
 
 def test_ask_prints_answer_sources_and_stage_times() -> None:

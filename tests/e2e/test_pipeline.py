@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
-from ragbus.bus.base import DeadLetterFilter, DeadLetterReason
+from ragbus.bus.base import DeadLetterReason
 from ragbus.client import AnswerTimeout, Client
 from ragbus.config import Settings
 from ragbus.payloads.rag import RagEvent
 from tests.conftest import BusFactory
+from tests.faults.support import dead_letters_when
 
 
 async def test_a_question_is_answered_from_the_bundled_corpus(
@@ -50,9 +51,7 @@ async def test_an_invalid_event_is_dead_lettered_and_the_rest_flow_on(
         await bus.publish_raw(b"this is not JSON", "query_received")
         answer = await client.ask("Which LM answers by default?", timeout=30)
         assert answer.text
-        async with asyncio.timeout(20):
-            while len(letters := await bus.list_dead_letters(DeadLetterFilter())) < 2:
-                await asyncio.sleep(0.05)
+        letters = await dead_letters_when(bus, 2)
     assert {letter.reason for letter in letters} == {DeadLetterReason.INVALID}
     assert {letter.stage for letter in letters} == {"retrieve"}
     assert any("payload.question" in letter.error_message for letter in letters)
@@ -66,7 +65,5 @@ async def test_an_expired_question_is_dead_lettered_as_expired(
     async with Client(settings, bus=bus, run_pipeline=True) as client:
         with pytest.raises(AnswerTimeout):
             await client.ask("Which LM answers by default?", timeout=0.000001)
-        async with asyncio.timeout(20):
-            while not (letters := await bus.list_dead_letters(DeadLetterFilter())):
-                await asyncio.sleep(0.05)
+        letters = await dead_letters_when(bus, 1)
     assert [letter.reason for letter in letters] == [DeadLetterReason.EXPIRED]

@@ -1,10 +1,7 @@
-"""Helpers of the fault-injection tests: settings tuned for speed, polling, metrics."""
+"""Helpers of the fault-injection tests: settings tuned for speed, dead letters, metrics."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ from ragbus.client import Client
 from ragbus.config import Settings
 from tests.amqp import TIERS
 from tests.lm_server import FakeLMServer
+from tests.polling import wait_until
 
 #: Redelivery delays of the runtime in these tests, equal to the RabbitMQ test tiers.
 DELAYS = TIERS
@@ -51,20 +49,6 @@ def bus_options(bus_kind: str) -> dict[str, Any]:
     return {"delay_tiers": TIERS} if bus_kind == "rabbitmq" else {}
 
 
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, poll: float = 0.02
-) -> None:
-    """Poll ``condition`` (sync or async) until it holds; ``TimeoutError`` after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(poll)
-
-
 async def dead_letters_when(
     bus: Bus, count: int, *, where: DeadLetterFilter | None = None, timeout: float = 15.0
 ) -> list[DeadLetter]:
@@ -76,7 +60,7 @@ async def dead_letters_when(
         letters = await bus.list_dead_letters(where or DeadLetterFilter())
         return len(letters) >= count
 
-    await wait_until(enough, timeout=timeout, poll=0.05)
+    await wait_until(enough, what=f"{count} dead letters", timeout=timeout, interval=0.05)
     return letters
 
 
@@ -85,8 +69,3 @@ def metric(client: Client, name: str, **labels: str) -> float:
     assert client.runtime is not None, "the client runs no pipeline"
     value = client.runtime.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
-
-
-def since(start: float) -> float:
-    """Seconds elapsed since ``start`` (a ``time.monotonic()`` reading)."""
-    return time.monotonic() - start

@@ -16,13 +16,17 @@ from tests.faults.support import (
     dead_letters_when,
     fault_settings,
     metric,
-    wait_until,
 )
 from tests.lm_server import FakeLMServer
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 ASKERS = 100
+
+#: The deadline of a hurried asker, while the LM hangs: it passes while the asker waits
+#: for the LM, however slowly the stages before reach it on a loaded machine.
+HURRIED_S = 2.0
 
 
 async def test_identical_concurrent_questions_make_one_lm_call(
@@ -64,15 +68,20 @@ async def test_a_waiting_asker_outlives_the_deadline_of_the_call_it_waits_for(
     bus = make_bus(**bus_options(bus_kind))
     lm.set(mode="hang")
     async with Client(settings, bus=bus, run_pipeline=True) as client:
-        hurried = asyncio.create_task(client.ask(QUESTION, timeout=1.0))
-        await wait_until(lambda: lm.calls == 1)
-        patient = asyncio.create_task(client.ask(QUESTION, timeout=20))
+        hurried = asyncio.create_task(client.ask(QUESTION, timeout=HURRIED_S))
+        await wait_until(lambda: lm.calls == 1, what="the hurried asker's LM call")
+        patient = asyncio.create_task(client.ask(QUESTION, timeout=30))
         await wait_until(
-            lambda: metric(client, "ragbus_cache_total", stage="generate", result="coalesced") == 1
+            lambda: metric(client, "ragbus_cache_total", stage="generate", result="coalesced") == 1,
+            what="the patient asker to wait for the call in flight",
         )
         with pytest.raises(AnswerTimeout):
             await hurried
-        await wait_until(lambda: lm.calls == 2 or patient.done(), timeout=5)
+        await wait_until(
+            lambda: lm.calls == 2 or patient.done(),
+            what="the patient asker to call the LM itself",
+            timeout=10,
+        )
         lm.set()
         answer = await asyncio.wait_for(patient, 10)
         [letter] = await dead_letters_when(bus, 1)
@@ -90,15 +99,18 @@ async def test_a_waiting_asker_expires_at_its_own_deadline(
     bus = make_bus(**bus_options(bus_kind))
     lm.set(mode="hang")
     async with Client(settings, bus=bus, run_pipeline=True) as client:
-        patient = asyncio.create_task(client.ask(QUESTION, timeout=20))
-        await wait_until(lambda: lm.calls == 1)
+        patient = asyncio.create_task(client.ask(QUESTION, timeout=30))
+        await wait_until(lambda: lm.calls == 1, what="the patient asker's LM call")
         with pytest.raises(AnswerTimeout):
-            await client.ask(QUESTION, timeout=1.0)
-        [letter] = await dead_letters_when(bus, 1, timeout=5)
+            await client.ask(QUESTION, timeout=HURRIED_S)
+        [letter] = await dead_letters_when(bus, 1, timeout=10)
         assert not patient.done()  # the LM still has not answered
         lm.set()
         answer = await asyncio.wait_for(patient, 10)
-        await wait_until(lambda: metric(client, "ragbus_processed_total", stage="generate") == 1)
+        await wait_until(
+            lambda: metric(client, "ragbus_processed_total", stage="generate") == 1,
+            what="the patient asker's event processed",
+        )
     assert (letter.stage, letter.reason) == ("generate", DeadLetterReason.EXPIRED)
     assert letter.correlation_id != str(answer.query.id)
     assert lm.calls == 1

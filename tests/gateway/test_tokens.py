@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import aio_pika
 import pytest
 
-from ragbus.bus.base import Bus, InboundMessage
-from ragbus.bus.memory import MemoryBus
+from ragbus.bus.base import InboundMessage
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.events import Envelope, new_event
 from ragbus.handlers import GenerateHandler
@@ -18,6 +18,8 @@ from ragbus.lm import offline_lm
 from ragbus.payloads.rag import AnswerToken, DocumentsRetrieved, Passage, QueryReceived, RagEvent
 from ragbus.streaming import TokenEmitter
 from tests.conftest import BusFactory
+from tests.fakes import RecordingBus
+from tests.polling import wait_until
 
 PASSAGES = [
     Passage(
@@ -88,13 +90,43 @@ async def test_token_text_is_trimmed_like_the_answer() -> None:
     assert tokens.text == "Hello world   again"
 
 
-async def test_a_failing_emit_is_the_bus_s_problem_not_the_stage_s(tmp_path: object) -> None:
-    class BrokenBus(MemoryBus):
-        async def publish(self, envelope: Envelope, *, stage: str | None = None) -> None:
-            raise ConnectionError("down")
+class _BrokenBus(RecordingBus):
+    """A bus whose every publish fails (the connection is gone); its
+    ``publish_transient`` is the interface's default."""
 
-    bus = BrokenBus(dlq_path=tmp_path / "dlq.sqlite3")  # type: ignore[operator]
-    await Bus.publish_transient(bus, _retrieved())  # the default never raises
+    async def publish(self, envelope: Envelope, **options: Any) -> None:
+        self.published.append((envelope, None))
+        raise ConnectionError("down")
+
+
+async def test_a_failing_emit_is_the_bus_s_problem_not_the_stage_s() -> None:
+    """Every token publish fails: ``publish_transient`` swallows each failure, so the
+    generate stage streams into the void and still answers in full."""
+    bus = _BrokenBus()
+    event = _retrieved()
+    [streamed] = await GenerateHandler(offline_lm(), emit=bus.publish_transient)(event)
+    [plain] = await GenerateHandler(offline_lm())(event)
+    assert {**streamed.payload, "timings_ms": {}} == {**plain.payload, "timings_ms": {}}
+    attempts = [token for token, _ in bus.published]
+    assert len(attempts) > 1, "the stage kept streaming after the first failed publish"
+    assert {token.type for token in attempts} == {RagEvent.ANSWER_TOKEN}
+    assert "".join(token.payload["text"] for token in attempts) == plain.payload["answer"]
+
+
+async def test_publish_transient_lets_cancellation_through() -> None:
+    """It swallows failures, never a cancellation: a stopping stage must stop."""
+    publishing = asyncio.Event()
+
+    class HangingBus(RecordingBus):
+        async def publish(self, envelope: Envelope, **options: Any) -> None:
+            publishing.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(HangingBus().publish_transient(_retrieved()))
+    await asyncio.wait_for(publishing.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_transient_events_reach_listeners_and_vanish_without_them(
@@ -102,23 +134,32 @@ async def test_transient_events_reach_listeners_and_vanish_without_them(
 ) -> None:
     bus = make_bus()
     await bus.connect()
-    token = _retrieved().derive(RagEvent.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0)
-    await bus.publish_transient(token)  # nobody listens: dropped, no error
+    retrieved = _retrieved()
+    unheard, heard, last = (
+        retrieved.derive(RagEvent.ANSWER_TOKEN, AnswerToken(sequence=n, text=f"t{n}"), part=n)
+        for n in range(3)
+    )
+    await bus.publish_transient(unheard)  # nobody listens: dropped, no error
     received: asyncio.Queue[InboundMessage] = asyncio.Queue()
 
     async def listen(message: InboundMessage) -> None:
         await received.put(message)
 
-    bus.subscribe("listener", [RagEvent.ANSWER_TOKEN], listen, concurrency=4, ephemeral=True)
+    bus.subscribe("listener", [RagEvent.ANSWER_TOKEN], listen, concurrency=1, ephemeral=True)
     await bus.start()
     try:
-        await bus.publish_transient(token)
+        await bus.publish_transient(heard)
+        await bus.publish_transient(last)
+        got = []
         async with asyncio.timeout(10):
-            message = await received.get()
-        assert Envelope.model_validate_json(message.body) == token
+            for _ in range(2):
+                got.append(Envelope.model_validate_json((await received.get()).body))
+        # in order on one queue: had the unheard token been kept, it would come first
+        assert got == [heard, last]
+        assert received.empty()
     finally:
         await bus.close()
-    await bus.publish_transient(token)  # closed: still no error
+    await bus.publish_transient(last)  # closed: still no error
 
 
 @pytest.mark.rabbitmq
@@ -136,11 +177,18 @@ async def test_rabbitmq_sends_tokens_non_persistent_with_a_ttl(amqp_url: str) ->
             RagEvent.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0
         )
         await bus.publish_transient(token)
-        async with asyncio.timeout(10):
-            while (message := await queue.get(fail=False)) is None:
-                await asyncio.sleep(0.02)
+        found: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+        async def arrived() -> bool:
+            message = await queue.get(fail=False)
+            if message is not None:
+                found.append(message)
+            return bool(found)
+
+        await wait_until(arrived, what="the token in the test's queue")
+        [message] = found
         assert message.delivery_mode == aio_pika.DeliveryMode.NOT_PERSISTENT
-        assert message.expiration is not None
+        assert message.expiration == 60  # seconds: the TTL docs/events.md promises
         assert message.message_id == str(token.id)
     finally:
         await connection.close()

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
 from tests.conftest import unavailable
 from tests.lm_server import start_lm_server
+from tests.polling import wait_until
 from tests.process.workers import (
     POISON_READY,
     AnswerLog,
@@ -40,7 +42,6 @@ from tests.process.workers import (
     broker_start_app,
     broker_stop_app,
     ensure_broker_running,
-    poll,
     queue_depths,
 )
 
@@ -70,6 +71,9 @@ def answer_id(query: Envelope) -> uuid.UUID:
     retrieved = derived_event_id(query.id, RagEvent.DOCUMENTS_RETRIEVED)
     return derived_event_id(retrieved, RagEvent.ANSWER_GENERATED)
 
+
+#: The counter of redelivered events dropped by their id.
+DUPLICATES = "ragbus_duplicates_dropped_total"
 
 STAGES = {"retrieve": [RagEvent.QUERY_RECEIVED], "generate": [RagEvent.DOCUMENTS_RETRIEVED]}
 
@@ -109,9 +113,36 @@ def assert_one_answer_each(log: AnswerLog, sent: list[Envelope]) -> None:
     assert not wrong, f"queries with other or several answer ids: {wrong}"
 
 
+async def metric_sum(processes: list[WorkerProcess], name: str, **labels: str) -> float:
+    """The metric ``name`` (with ``labels``), summed over ``processes``."""
+    samples = [await process.metrics() for process in processes]
+    return sum(metrics.value(name, **labels) for metrics in samples)
+
+
+async def idle(namespace: Namespace, processes: list[WorkerProcess]) -> bool:
+    """Whether the stage queues are empty and no process has an event in flight."""
+    topology = namespace.topology
+    depths = await queue_depths(namespace.url, [topology.stage_queue(s) for s in STAGES])
+    return not any(depths.values()) and not await metric_sum(processes, "ragbus_in_flight")
+
+
+@pytest.mark.slow
+@pytest.mark.redis
 @pytest.mark.timeout(150)
-async def test_a_killed_worker_loses_no_query(namespace: Namespace, workers: Workers) -> None:
-    options = {"lm_latency_ms": 150, "concurrency": 8, "shutdown_grace_s": 5}
+async def test_a_killed_worker_loses_no_query(
+    namespace: Namespace, workers: Workers, redis_url: str, cache_namespace: str
+) -> None:
+    # The workers share the processed-id set in Redis, as deployed workers do. The result
+    # cache is off: its cross-process leases are another promise, and these questions
+    # are all different anyway.
+    options = {
+        "lm_latency_ms": 150,
+        "concurrency": 8,
+        "shutdown_grace_s": 5,
+        "cache_url": redis_url,
+        "cache_namespace": cache_namespace,
+        "cache_enabled": False,
+    }
     *_, victim = await workers.start_many(3, **options)
     bus, log = await observer(namespace)
     sent = queries(200)
@@ -125,7 +156,9 @@ async def test_a_killed_worker_loses_no_query(namespace: Namespace, workers: Wor
             and metrics.value("ragbus_in_flight", stage="generate") > 0
         )
 
-    await poll(victim_is_busy, timeout=30, message="the victim never had work in flight")
+    await wait_until(
+        victim_is_busy, what="the victim to have work in flight", timeout=30, report=workers.report
+    )
     victim.kill()
     assert await victim.wait_exit(10) == -9
     killed_at = len(log.answered(q.id for q in sent))
@@ -138,10 +171,40 @@ async def test_a_killed_worker_loses_no_query(namespace: Namespace, workers: Wor
     assert_one_answer_each(log, sent)
     assert await bus.list_dead_letters(DeadLetterFilter()) == []
 
+    # Whichever worker a redelivery reaches drops an event another worker finished (its
+    # id is in the shared set), and counts it. Which events the kill itself redelivered
+    # after they were finished is a matter of microseconds, so deliver ten finished
+    # queries again, as a broker redelivers them.
+    survivors = [process for process in workers.processes if process.alive]
+    await wait_until(
+        lambda: idle(namespace, survivors),
+        what="the survivors to finish the kill's redeliveries",
+        timeout=30,
+        report=workers.report,
+    )
+    dropped_after_kill = await metric_sum(survivors, DUPLICATES, stage="retrieve")
+    answers = log.deliveries
+    handled = await metric_sum(survivors, "ragbus_processed_total", stage="retrieve")
+    again = sent[:10]
+    await asyncio.gather(*(bus.publish(query) for query in again))
+
+    async def all_dropped() -> bool:
+        dropped = await metric_sum(survivors, DUPLICATES, stage="retrieve")
+        return dropped == dropped_after_kill + len(again)
+
+    await wait_until(
+        all_dropped, what="the ten redelivered queries counted as duplicates", timeout=20
+    )
+    await wait_until(lambda: idle(namespace, survivors), what="the survivors idle", timeout=20)
+    assert log.deliveries == answers, "a finished query was answered again"
+    assert handled == await metric_sum(survivors, "ragbus_processed_total", stage="retrieve")
+    print(f"{dropped_after_kill:g} redeliveries of finished events dropped after the kill")
+
 
 POISON_WORKER = Path(__file__).with_name("poison_worker.py")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_poison_message_that_kills_its_worker_ends_in_the_dlq(
     namespace: Namespace, workers: Workers
@@ -174,10 +237,21 @@ async def test_a_poison_message_that_kills_its_worker_ends_in_the_dlq(
     async def dead_lettered() -> bool:
         return bool(await bus.list_dead_letters(DeadLetterFilter(stage="retrieve")))
 
-    await poll(dead_lettered, timeout=60, interval=0.2, message=workers.report)
+    await wait_until(
+        dead_lettered,
+        what="the poison message in the DLQ",
+        timeout=60,
+        interval=0.2,
+        report=workers.report,
+    )
     await log.wait_for((q.id for q in [*before, *after]), timeout=60, report=workers.report)
     # each delivery of the poison killed a worker: limit + 1 deliveries, then the DLQ
-    await poll(lambda: deaths() >= limit + 1, timeout=10, message=workers.report)
+    await wait_until(
+        lambda: deaths() >= limit + 1,
+        what=f"{limit + 1} deaths of poison workers",
+        timeout=10,
+        report=workers.report,
+    )
     assert deaths() == limit + 1
     assert {code for s in supervisors for code in s.exits} == {1}
 
@@ -219,8 +293,9 @@ class RetryingPublisher:
 
 @pytest.fixture
 def local_broker(amqp_url: str) -> Iterator[str]:
-    """The AMQP URL of a broker ``rabbitmqctl`` controls; after the test its app is
-    started again if it is down, whatever happened."""
+    """The AMQP URL of a broker ``rabbitmqctl`` controls, for a test marked
+    ``broker_restart`` (it runs only with the opt-in); after the test the broker's app
+    is started again if it is down, whatever happened."""
     if not broker_is_local(amqp_url):
         unavailable(f"the broker of {amqp_url} is not local: rabbitmqctl cannot restart it")
     try:
@@ -229,6 +304,8 @@ def local_broker(amqp_url: str) -> Iterator[str]:
         ensure_broker_running(amqp_url)
 
 
+@pytest.mark.slow
+@pytest.mark.broker_restart
 @pytest.mark.timeout(180)
 async def test_workers_and_clients_ride_out_a_broker_restart(
     namespace: Namespace, workers: Workers, local_broker: str
@@ -241,16 +318,21 @@ async def test_workers_and_clients_ride_out_a_broker_restart(
     publisher = RetryingPublisher(bus)
     early, late = queries(100, "early "), queries(50, "late ")
     await asyncio.gather(*(bus.publish(query) for query in early))
-    await poll(lambda: len(log.answered(q.id for q in early)) >= 10, timeout=30)
+    await wait_until(
+        lambda: len(log.answered(q.id for q in early)) >= 10,
+        what="10 answers before the restart",
+        timeout=30,
+        report=workers.report,
+    )
 
     outage = time.monotonic()
     publishing_late: asyncio.Future[list[None]] | None = None
     try:
         await broker_stop_app()
         # health tells the truth while the broker is gone
-        await poll(lambda: _status_is(watched, 503), timeout=10, message="/healthz never said 503")
+        await wait_until(lambda: _status_is(watched, 503), what="/healthz to say 503", timeout=10)
         publishing_late = asyncio.gather(*(publisher.publish(q, timeout=60) for q in late))
-        await poll(lambda: publisher.failures > 0, timeout=10, message="a publish succeeded")
+        await wait_until(lambda: publisher.failures > 0, what="a publish to fail", timeout=10)
     finally:
         await broker_start_app(local_broker)
     back = time.monotonic() - outage
@@ -261,7 +343,12 @@ async def test_workers_and_clients_ride_out_a_broker_restart(
 
     assert watched.alive and other.alive, "the workers resumed by themselves"
     for worker in (watched, other):
-        await poll(lambda w=worker: _status_is(w, 200), timeout=15, message=workers.report)
+        await wait_until(
+            lambda w=worker: _status_is(w, 200),  # type: ignore[misc]
+            what=f"{worker.name}'s /healthz to say 200 again",
+            timeout=15,
+            report=workers.report,
+        )
     assert_one_answer_each(log, [*early, *late])
     assert await bus.list_dead_letters(DeadLetterFilter()) == []
 
@@ -271,6 +358,7 @@ async def _status_is(worker: WorkerProcess, status: int) -> bool:
     return code == status
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_sigterm_drains_in_flight_events_and_leaves_the_rest(
     namespace: Namespace, workers: Workers
@@ -287,7 +375,12 @@ async def test_sigterm_drains_in_flight_events_and_leaves_the_rest(
         metrics = await draining.metrics()
         return metrics.value("ragbus_in_flight", stage="generate") == 4
 
-    await poll(generate_is_full, timeout=30, message=workers.report)
+    await wait_until(
+        generate_is_full,
+        what="4 generate events in flight",
+        timeout=30,
+        report=workers.report,
+    )
     metrics = await draining.metrics()
     processed = metrics.value("ragbus_processed_total", stage="generate")
     in_flight = metrics.value("ragbus_in_flight", stage="generate")
@@ -307,7 +400,11 @@ async def test_sigterm_drains_in_flight_events_and_leaves_the_rest(
         waiting = await queue_depths(namespace.url, stage_queues)
         return len(log.answered(q.id for q in sent)) + sum(waiting.values()) == len(sent)
 
-    await poll(all_accounted_for, timeout=10, message="queries lost after the drain")
+    await wait_until(
+        all_accounted_for,
+        what="every query answered or waiting in a queue after the drain",
+        timeout=10,
+    )
     by_draining = len(log.answered(q.id for q in sent))
     # what was in flight at SIGTERM was finished, not abandoned
     assert by_draining >= processed + in_flight
@@ -323,6 +420,7 @@ async def test_sigterm_drains_in_flight_events_and_leaves_the_rest(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_ops_endpoints_report_health_and_per_stage_metrics(
     namespace: Namespace, workers: Workers
@@ -336,7 +434,7 @@ async def test_ops_endpoints_report_health_and_per_stage_metrics(
             lm_api_base=lm.api_base,
             lm_api_key="test",
             retry_initial_s=0.01,
-            redelivery_delays_s="[0.5]",
+            redelivery_delays_s=(0.5,),
         )
         status, report = await worker.healthz()
         assert status == 200
@@ -352,7 +450,12 @@ async def test_ops_endpoints_report_health_and_per_stage_metrics(
             metrics = await worker.metrics()
             return metrics.value("ragbus_retried_total", stage="generate", kind="redelivery") >= 1
 
-        await poll(generate_failed, timeout=20, message=workers.report)
+        await wait_until(
+            generate_failed,
+            what="a redelivery of the failing query",
+            timeout=20,
+            report=workers.report,
+        )
         lm.set(mode="ok")
         sent = [failing, *queries(5)]
         await asyncio.gather(*(bus.publish(query) for query in sent[1:]))
@@ -363,7 +466,12 @@ async def test_ops_endpoints_report_health_and_per_stage_metrics(
             metrics = await worker.metrics()
             return metrics.has("ragbus_dead_lettered_total", stage="retrieve", reason="invalid")
 
-        await poll(invalid_dead_lettered, timeout=10, message=workers.report)
+        await wait_until(
+            invalid_dead_lettered,
+            what="the invalid message dead-lettered",
+            timeout=10,
+            report=workers.report,
+        )
         text = await worker.metrics_text()
     finally:
         lm.stop()
@@ -387,6 +495,7 @@ async def test_ops_endpoints_report_health_and_per_stage_metrics(
     assert lm.failures >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_the_cli_asks_and_publishes_across_processes(
     namespace: Namespace, workers: Workers, tmp_path: Path
@@ -468,6 +577,7 @@ async def test_the_cli_asks_and_publishes_across_processes(
     assert handled == 1 + len(published) + 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_a_worker_whose_ops_port_is_taken_stops_with_one_line(workers: Workers) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
@@ -480,6 +590,8 @@ async def test_a_worker_whose_ops_port_is_taken_stops_with_one_line(workers: Wor
     )
 
 
+@pytest.mark.slow
+@pytest.mark.broker_restart
 @pytest.mark.timeout(180)
 async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
     namespace: Namespace, workers: Workers, local_broker: str
@@ -494,15 +606,28 @@ async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
         await bus.dead_letter(letter)
     letters = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
     assert len(letters) == 60
+    failed_publishes = count_failed_publishes(bus)
 
     replaying = asyncio.create_task(replay(bus, letters, rate=25))  # about 2.4 s
-    await poll(lambda: len(log.answered(q.id for q in dead)) >= 5, timeout=30)
+    await wait_until(
+        lambda: len(log.answered(q.id for q in dead)) >= 5,
+        what="5 replayed queries answered before the restart",
+        timeout=30,
+        report=workers.report,
+    )
     try:
         await broker_stop_app()
-        await asyncio.sleep(1.0)
+        # the broker stays down until the replay has felt it
+        await wait_until(
+            lambda: failed_publishes, what="a republish to fail while the broker is down"
+        )
     finally:
         await broker_start_app(local_broker)
     first = await asyncio.wait_for(replaying, 120)
+    # the restart really interrupted the replay: some republishes failed, their dead
+    # letters were kept
+    assert first.failed >= 1, first
+    assert first.replayed + first.failed == len(dead), first
 
     async def settled() -> bool:
         try:
@@ -513,7 +638,12 @@ async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
         answered = log.answered(q.id for q in dead)
         return kept | answered == {q.id for q in dead}  # every one answered or still dead
 
-    await poll(settled, timeout=60, message=workers.report)
+    await wait_until(
+        settled,
+        what="every replayed query answered or still dead-lettered",
+        timeout=60,
+        report=workers.report,
+    )
     remaining = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
     second = await replay(bus, remaining)
     print(f"replay: {first.replayed} + {second.replayed} (first pass failed {first.failed})")
@@ -521,3 +651,19 @@ async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
     await log.wait_for((q.id for q in dead), timeout=90, report=workers.report)
     assert_one_answer_each(log, dead)
     assert await bus.list_dead_letters(DeadLetterFilter()) == []
+
+
+def count_failed_publishes(bus: RabbitMQBus) -> list[BaseException]:
+    """A list that grows by each exception ``bus.publish`` raises from now on."""
+    failures: list[BaseException] = []
+    publish = bus.publish
+
+    async def counting(envelope: Envelope, **options: Any) -> None:
+        try:
+            await publish(envelope, **options)
+        except Exception as exc:
+            failures.append(exc)
+            raise
+
+    bus.publish = counting  # type: ignore[method-assign]
+    return failures

@@ -1,13 +1,20 @@
-"""Worker processes for process-level tests, and what the tests count with.
+"""The processes of the tests, started as users start them, and what the tests count with.
 
-- :class:`Workers` starts ``ragbus worker`` processes (or any other entry point) in one
-  RabbitMQ test namespace, waits until each is ready (the line that names its ops port,
-  then ``/healthz``), signals, kills and waits for them, keeps each one's stderr in a
-  file for failure messages, and stops every child it started in :meth:`Workers.close`.
+This is the one place that starts processes for the suite:
+
+- :class:`Workers` starts ``ragbus worker`` processes (or any other entry point) with
+  exactly the :class:`~ragbus.config.Settings` a test states (optionally in a RabbitMQ
+  test namespace, whose cleanup then knows every queue they declare), waits until each
+  is ready (the line that names its ops port, then ``/healthz``), signals, kills and
+  waits for them, keeps each one's output in a file for failure messages, runs one-shot
+  commands (``ragbus ask``, ``publish``, ...), and stops every child in
+  :meth:`Workers.close`. Children start through :mod:`tests.process.launcher`, so none
+  outlives a killed test run.
 - :class:`Supervisor` restarts a worker whenever it dies, as systemd or compose would.
 - :class:`AnswerLog` records every ``answer_generated`` event a test bus receives.
+- :class:`Metrics` parses a worker's ``/metrics``.
 - :func:`broker_stop_app` / :func:`broker_start_app` stop and start the local broker
-  with ``rabbitmqctl`` (the broker restart test).
+  with ``rabbitmqctl``, and refuse to without ``RAGBUS_TEST_BROKER_RESTART=1``.
 """
 
 from __future__ import annotations
@@ -25,18 +32,24 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 import aio_pika
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from ragbus.bus.base import InboundMessage
+from ragbus.config import BusKind, Settings
+from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
+from tests.polling import wait_until
 
 #: The line a ``ragbus worker`` logs once it consumes and serves its ops endpoints.
 OPS_LINE = re.compile(r"/healthz and /metrics on http://(?P<host>\S+?):(?P<port>\d+)")
@@ -44,65 +57,70 @@ OPS_LINE = re.compile(r"/healthz and /metrics on http://(?P<host>\S+?):(?P<port>
 #: The line :mod:`tests.process.poison_worker` logs once it consumes.
 POISON_READY = re.compile(r"poison worker \S+ ready")
 
+#: The program every child starts through (see its docstring).
+LAUNCHER = Path(__file__).with_name("launcher.py")
+
 
 class WorkerFailed(AssertionError):
     """A worker did not become ready, or did not stop as it should have."""
 
 
-async def poll(
-    condition: Callable[[], bool | Awaitable[bool]],
-    *,
-    timeout: float,
-    interval: float = 0.05,
-    message: str | Callable[[], str] = "condition not met",
-) -> None:
-    """Wait until ``condition()`` is true, checking every ``interval`` seconds; raise
-    :class:`AssertionError` with ``message`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"after {timeout:g}s: {text}")
-        await asyncio.sleep(interval)
+# -- settings as a process sees them --------------------------------------------------
 
 
-def worker_env(namespace: Namespace, **settings: object) -> dict[str, str]:
-    """The environment of a worker in ``namespace``: this process's environment without
-    any ``RAGBUS_`` variable, the namespace's bus settings, and ``settings`` as
-    ``RAGBUS_<NAME>`` (e.g. ``lm_latency_ms=200``)."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAGBUS_")}
-    env.update(
-        RAGBUS_BUS="rabbitmq",
-        RAGBUS_AMQP_URL=namespace.url,
-        RAGBUS_EXCHANGE=namespace.exchange,
-        RAGBUS_QUEUE_PREFIX=namespace.prefix,
-        PYTHONUNBUFFERED="1",
-        LITELLM_LOCAL_MODEL_COST_MAP="true",
-    )
-    for name, value in settings.items():
-        env[f"RAGBUS_{name.upper()}"] = str(value)
+def _encoded(value: object) -> str:
+    """A setting's value as ``RAGBUS_<NAME>`` spells it."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, tuple | list):
+        return json.dumps(list(value))
+    return str(value)
+
+
+def settings_environment(settings: Settings, **overrides: object) -> dict[str, str]:
+    """``RAGBUS_*`` variables that give a process ``settings`` (each field that differs
+    from its default), with ``overrides`` on top (``lm_latency_ms=200`` or strings as
+    the environment spells them, e.g. ``redelivery_delays_s="[0.5]"``)."""
+    env: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value == info.get_default(call_default_factory=True):
+            continue
+        if value is None:
+            raise ValueError(f"{name}: None cannot be set through the environment")
+        env[f"RAGBUS_{name.upper()}"] = _encoded(value)
+    env.update({f"RAGBUS_{name.upper()}": _encoded(value) for name, value in overrides.items()})
     return env
+
+
+def process_environment(settings: Settings, **overrides: object) -> dict[str, str]:
+    """The whole environment of a ragbus process: this process's environment without
+    any ``RAGBUS_`` variable, plus :func:`settings_environment`."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAGBUS_")}
+    env.update(PYTHONUNBUFFERED="1", LITELLM_LOCAL_MODEL_COST_MAP="true")
+    env.update(settings_environment(settings, **overrides))
+    return env
+
+
+def settings_in(env: Mapping[str, str]) -> Settings:
+    """The settings a process with environment ``env`` runs with (no ``.env`` file);
+    raises pydantic's ``ValidationError`` for a value the process would refuse."""
+    with mock.patch.dict(os.environ, env, clear=True):
+        return Settings(_env_file=None)
+
+
+def launched(argv: list[str]) -> list[str]:
+    """``argv`` run through :mod:`tests.process.launcher`: it dies with this process."""
+    return [sys.executable, "-S", str(LAUNCHER), str(os.getpid()), *argv]
 
 
 def ragbus_command(*arguments: str) -> list[str]:
     """``python -m ragbus.cli ARGUMENTS`` with this interpreter."""
     return [sys.executable, "-m", "ragbus.cli", *arguments]
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the test process dies, so that no
-    worker outlives a test run that was killed (Linux; elsewhere teardown must do)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -114,38 +132,9 @@ class Completed:
     stderr: str
 
 
-async def run_ragbus(
-    namespace: Namespace,
-    *arguments: str,
-    stdin: str | None = None,
-    cwd: Path | None = None,
-    timeout: float = 60.0,
-) -> Completed:
-    """Run ``ragbus ARGUMENTS`` in ``namespace`` (see :func:`worker_env`) to its end."""
-    process = await asyncio.create_subprocess_exec(
-        *ragbus_command(*arguments),
-        env=worker_env(namespace),
-        cwd=cwd,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await process.communicate(None if stdin is None else stdin.encode())
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(
-            f"ragbus {' '.join(arguments)} still running after {timeout}s"
-        ) from None
-    assert process.returncode is not None
-    return Completed(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
-
-
 @dataclass
 class WorkerProcess:
-    """One child process and its stderr log (see :meth:`Workers.spawn`)."""
+    """One child process and its log (see :meth:`Workers.spawn`)."""
 
     name: str
     argv: list[str]
@@ -165,14 +154,13 @@ class WorkerProcess:
             log.write(f"--- start {' '.join(self.argv[1:])}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                self.argv,
+                launched(self.argv),
                 env=self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # a Ctrl-C of the test run does not reach it
-                preexec_fn=_die_with_parent,
             )
 
     @property
@@ -206,24 +194,33 @@ class WorkerProcess:
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait for the ready line (and, with an ops port, for ``/healthz`` to answer 200)."""
         deadline = time.monotonic() + timeout
-        offset = self.log.rfind("--- start")
-        while True:
-            match = self.ready.search(self.log, max(offset, 0))
-            if match is not None:
-                break
-            if not self.alive:
+        offset = max(self.log.rfind("--- start"), 0)
+        found: list[re.Match[str]] = []
+
+        def ready() -> bool:
+            match = self.ready.search(self.log, offset)
+            if match is None and not self.alive:
                 raise WorkerFailed(f"{self.name} exited before it was ready\n{self.describe()}")
-            if time.monotonic() > deadline:
-                raise WorkerFailed(f"{self.name} not ready after {timeout:g}s\n{self.describe()}")
-            await asyncio.sleep(0.05)
-        if "port" not in match.groupdict():
+            if match is not None:
+                found.append(match)
+            return match is not None
+
+        await wait_until(
+            ready,
+            what=f"{self.name} to log that it is ready",
+            timeout=timeout,
+            interval=0.05,
+            report=self.describe,
+        )
+        if "port" not in found[0].groupdict():
             return
-        self.port = int(match["port"])
-        remaining = max(deadline - time.monotonic(), 1.0)
-        await poll(
+        self.port = int(found[0]["port"])
+        await wait_until(
             self._is_healthy,
-            timeout=remaining,
-            message=lambda: f"{self.name}: /healthz never answered 200\n{self.describe()}",
+            what=f"{self.name}'s /healthz to answer 200",
+            timeout=max(deadline - time.monotonic(), 1.0),
+            interval=0.05,
+            report=self.describe,
         )
 
     async def _is_healthy(self) -> bool:
@@ -246,14 +243,20 @@ class WorkerProcess:
 
     async def wait_exit(self, timeout: float) -> int:
         """The exit code, once the process has exited (within ``timeout`` seconds)."""
-        await poll(
+        await wait_until(
             lambda: not self.alive,
+            what=f"{self.name} to exit",
             timeout=timeout,
-            message=lambda: f"{self.name} still running\n{self.describe()}",
+            report=self.describe,
         )
         code = self.returncode
         assert code is not None
         return code
+
+    async def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then the exit code (a worker drains and exits 0)."""
+        self.terminate()
+        return await self.wait_exit(timeout)
 
     # -- ops endpoints --------------------------------------------------------------
 
@@ -320,16 +323,36 @@ class Metrics:
 
 
 class Workers:
-    """The worker processes of one test, all in one namespace.
+    """The processes of one test, all with the same base settings.
 
     Parameters:
-        namespace: the RabbitMQ namespace (exchange and queue prefix) they serve.
         directory: where their logs go; also their working directory (no ``.env``).
+        settings: what every process runs with (default: ragbus's defaults); each
+            process may override some (see :meth:`spawn`).
+        namespace: the RabbitMQ test namespace the processes serve (default none: the
+            settings' own bus). Its cleanup learns the queues each process declares.
     """
 
-    def __init__(self, namespace: Namespace, directory: Path) -> None:
-        self.namespace = namespace
+    def __init__(
+        self,
+        directory: Path,
+        settings: Settings | None = None,
+        namespace: Namespace | None = None,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.namespace = namespace
+        base = settings or Settings(_env_file=None)
+        if namespace is not None:
+            base = base.model_copy(
+                update={
+                    "bus": BusKind.RABBITMQ,
+                    "amqp_url": SecretStr(namespace.url),
+                    "exchange": namespace.exchange,
+                    "queue_prefix": namespace.prefix,
+                }
+            )
+        self.settings = base
         self.processes: list[WorkerProcess] = []
         self.supervisors: list[Supervisor] = []
         self._names: dict[str, int] = defaultdict(int)
@@ -338,6 +361,15 @@ class Workers:
         self._names[base] += 1
         return f"{base}-{self._names[base]}"
 
+    def environment(self, **overrides: object) -> dict[str, str]:
+        """The environment of a process with these settings ``overrides``; checked
+        as the process will read it, and its queues told to the namespace."""
+        env = process_environment(self.settings, **overrides)
+        actual = settings_in(env)
+        if self.namespace is not None:
+            self.namespace.track(actual, rag.stage_names)
+        return env
+
     def spawn(
         self,
         stages: str = "all",
@@ -345,7 +377,6 @@ class Workers:
         name: str | None = None,
         argv: list[str] | None = None,
         ready: re.Pattern[str] = OPS_LINE,
-        env: Mapping[str, str] | None = None,
         **settings: object,
     ) -> WorkerProcess:
         """Start a process without waiting for it.
@@ -355,17 +386,15 @@ class Workers:
             name: its name in logs and as ``RAGBUS_WORKER_ID`` (default ``worker-N``).
             argv: run this command instead of ``ragbus worker --stages STAGES --port 0``.
             ready: the log line that says it is ready (default: the ops port line).
-            env: extra environment variables.
-            settings: ``RAGBUS_<NAME>`` settings (e.g. ``lm_latency_ms=200``).
+            settings: settings of this process on top of the base settings
+                (``lm_latency_ms=200``, ``redelivery_delays_s=(0.5,)``).
         """
         name = name or self._name("worker")
         command = argv or ragbus_command("worker", "--stages", stages, "--port", "0")
-        environment = worker_env(self.namespace, worker_id=name, **settings)
-        environment.update(env or {})
         process = WorkerProcess(
             name=name,
             argv=command,
-            env=environment,
+            env=self.environment(worker_id=name, **settings),
             cwd=self.directory,
             log_path=self.directory / f"{name}.log",
             ready=ready,
@@ -391,12 +420,34 @@ class Workers:
         return processes
 
     async def run(
-        self, *arguments: str, stdin: str | None = None, timeout: float = 60.0
+        self,
+        *arguments: str,
+        stdin: str | None = None,
+        timeout: float = 60.0,
+        **settings: object,
     ) -> Completed:
-        """Run a one-shot ``ragbus ARGUMENTS`` (``ask``, ``publish``, ...) in the namespace,
-        in the workers' directory, to its end."""
-        return await run_ragbus(
-            self.namespace, *arguments, stdin=stdin, cwd=self.directory, timeout=timeout
+        """Run a one-shot ``ragbus ARGUMENTS`` (``ask``, ``publish``, ...) with the base
+        settings and ``settings`` on top, in the workers' directory, to its end."""
+        process = await asyncio.create_subprocess_exec(
+            *launched(ragbus_command(*arguments)),
+            env=self.environment(**settings),
+            cwd=self.directory,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                out, err = await process.communicate(None if stdin is None else stdin.encode())
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise AssertionError(
+                f"ragbus {' '.join(arguments)} still running after {timeout:g}s"
+            ) from None
+        assert process.returncode is not None
+        return Completed(
+            process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
 
     def supervise(self, factory: Callable[[], WorkerProcess]) -> Supervisor:
@@ -419,9 +470,13 @@ class Workers:
             await supervisor.stop()
         for process in self.processes:
             process.terminate()
-        deadline = time.monotonic() + grace
-        while any(p.alive for p in self.processes) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(AssertionError):
+            await wait_until(
+                lambda: not any(p.alive for p in self.processes),
+                what="every process to stop on SIGTERM",
+                timeout=grace,
+                interval=0.05,
+            )
         for process in self.processes:
             if process.alive:
                 process.kill()
@@ -454,7 +509,7 @@ class Supervisor:
             process = self.current
             assert process is not None
             while process.alive:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # a supervisor's own watch loop, not a test's wait
             if self._stopping:
                 return
             code = process.returncode
@@ -509,13 +564,12 @@ class AnswerLog:
         """Wait until every query of ``queries`` has an answer; the failure message ends
         with ``report()`` (e.g. :meth:`Workers.report`)."""
         wanted = set(queries)
-        await poll(
+        await wait_until(
             lambda: not self.missing(wanted),
+            what=f"answers to {len(wanted)} queries",
             timeout=timeout,
             interval=0.1,
-            message=lambda: (
-                f"{len(self.missing(wanted))} of {len(wanted)} queries unanswered\n{report()}"
-            ),
+            report=lambda: f"{len(self.missing(wanted))} unanswered\n{report()}",
         )
 
     def distinct_answer_ids(self, query: uuid.UUID) -> set[uuid.UUID]:
@@ -584,8 +638,35 @@ async def rabbitmqctl(*arguments: str, timeout: float = 60.0) -> str:
     return text
 
 
+#: The opt-in of every test that restarts a service: ``RAGBUS_TEST_BROKER_RESTART=1``.
+#: Restarting a broker drops every connection to it, other developers' included, so
+#: only a run that owns the broker sets it (``.ci/run`` does).
+BROKER_RESTART_OPT_IN = "RAGBUS_TEST_BROKER_RESTART"
+
+#: Why a ``broker_restart`` test was skipped.
+BROKER_RESTART_SKIP = (
+    f"restarts the broker: set {BROKER_RESTART_OPT_IN}=1 to run it (only where nobody else "
+    "uses the broker)"
+)
+
+
+def broker_restarts_allowed() -> bool:
+    """Whether this run may restart the broker (``RAGBUS_TEST_BROKER_RESTART=1``)."""
+    return os.environ.get(BROKER_RESTART_OPT_IN) == "1"
+
+
+def _refuse_without_opt_in() -> None:
+    """Every restart of the broker goes through here: not without the opt-in."""
+    if not broker_restarts_allowed():
+        raise RuntimeError(
+            f"refusing to restart the broker without {BROKER_RESTART_OPT_IN}=1 "
+            "(mark the test @pytest.mark.broker_restart)"
+        )
+
+
 async def broker_stop_app() -> None:
     """``rabbitmqctl stop_app``: every connection drops, the node stays up."""
+    _refuse_without_opt_in()
     await rabbitmqctl("stop_app")
 
 
@@ -593,7 +674,12 @@ async def broker_start_app(amqp_url: str, timeout: float = 60.0) -> None:
     """``rabbitmqctl start_app``, then wait until the AMQP port accepts connections."""
     await rabbitmqctl("start_app", timeout=timeout)
     host, port = broker_address(amqp_url)
-    await poll(lambda: port_open(host, port), timeout=timeout, interval=0.1, message="port closed")
+    await wait_until(
+        lambda: port_open(host, port),
+        what=f"the broker's port {port} to accept connections",
+        timeout=timeout,
+        interval=0.1,
+    )
 
 
 def ensure_broker_running(amqp_url: str) -> None:
@@ -605,4 +691,4 @@ def ensure_broker_running(amqp_url: str) -> None:
     subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, timeout=120, check=False)
     deadline = time.monotonic() + 60
     while not port_open(host, port) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.2)  # a teardown's wait for the port, synchronous on purpose

@@ -12,9 +12,11 @@ from ragbus.errors import PermanentError, TransientError
 from ragbus.events import Envelope, new_event
 from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
 from ragbus.pipelines.rag import pipeline as rag
+from ragbus.runtime.cache import SharedCache
 from ragbus.runtime.classify import BreakerOpenError
 from ragbus.runtime.consumer import StageConsumer
 from ragbus.runtime.deadline import DeadlineGuard, TimeoutGuard
+from ragbus.runtime.dedup import ProcessedEvents
 from ragbus.runtime.stage import Handler, Stage
 from tests.fakes import RecordingBus
 
@@ -46,6 +48,12 @@ def delivery(event: Envelope | bytes) -> InboundMessage:
     return InboundMessage(body=body, stage="retrieve")
 
 
+def sample(consumer: StageConsumer, name: str) -> float:
+    """The value of the retrieve stage's sample ``name`` (0 when absent)."""
+    value = consumer.metrics.registry.get_sample_value(name, {"stage": "retrieve"})
+    return 0.0 if value is None else value
+
+
 def query(**options: object) -> Envelope:
     return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question="q"), **options)  # type: ignore[arg-type]
 
@@ -59,7 +67,7 @@ async def test_outputs_are_published() -> None:
     assert output.causation_id == event.id
     assert stage is None
     assert not bus.letters
-    assert consumer.metrics.processed.labels("retrieve")._value.get() == 1
+    assert sample(consumer, "ragbus_processed_total") == 1
 
 
 async def test_invalid_message_is_dead_lettered_with_its_body() -> None:
@@ -178,3 +186,47 @@ async def test_breaker_open_puts_the_message_back() -> None:
     with pytest.raises(Requeue):
         await consumer(delivery(query()))
     assert not bus.letters and not bus.delayed
+
+
+async def test_an_event_the_stage_finished_is_dropped_by_its_id_and_counted() -> None:
+    calls: list[Envelope] = []
+
+    async def handler(event: Envelope) -> list[Envelope]:
+        calls.append(event)
+        return await echo(event)
+
+    bus = RecordingBus()
+    stage = Stage(name="retrieve", consumes=(RagEvent.QUERY_RECEIVED,), handler=handler)
+    consumer = StageConsumer(
+        stage, bus, events=rag.events, processed=ProcessedEvents(SharedCache())
+    )
+    event = query()
+    await consumer(delivery(event))
+    await consumer(delivery(event))  # redelivered after it was finished
+    assert calls == [event]
+    assert len(bus.published) == 1
+    assert sample(consumer, "ragbus_processed_total") == 1
+    assert sample(consumer, "ragbus_duplicates_dropped_total") == 1
+
+
+async def test_an_event_whose_handling_failed_is_not_remembered_as_finished() -> None:
+    calls: list[Envelope] = []
+
+    async def flaky(event: Envelope) -> list[Envelope]:
+        calls.append(event)
+        if len(calls) == 1:
+            raise TransientError("LM down")
+        return await echo(event)
+
+    bus = RecordingBus()
+    stage = Stage(name="retrieve", consumes=(RagEvent.QUERY_RECEIVED,), handler=flaky)
+    consumer = StageConsumer(
+        stage, bus, events=rag.events, processed=ProcessedEvents(SharedCache())
+    )
+    event = query()
+    await consumer(delivery(event))  # fails: a delayed redelivery is asked for
+    [(retry, _, _)] = bus.delayed
+    await consumer(delivery(retry))  # the redelivery is handled, not dropped
+    assert [call.id for call in calls] == [event.id, event.id]
+    assert len(bus.published) == 1
+    assert sample(consumer, "ragbus_duplicates_dropped_total") == 0

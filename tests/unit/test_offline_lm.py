@@ -203,7 +203,7 @@ async def test_dspy_streaming_yields_several_answer_chunks() -> None:
 
 
 async def test_async_latency_is_awaited_without_blocking_the_loop() -> None:
-    lm = offline_lm(latency_ms=200)
+    lm = offline_lm(latency_ms=500)
     module = dspy.Predict(AnswerQuestion)
 
     async def ask() -> str:
@@ -216,7 +216,8 @@ async def test_async_latency_is_awaited_without_blocking_the_loop() -> None:
     elapsed = time.perf_counter() - started
 
     assert set(answers) == {"Dogs bark to warn their owners about strangers."}
-    assert 0.2 <= elapsed < 0.8  # five overlapping waits, not 1 s in a row
+    # five overlapping waits, not 2.5 s in a row (the margin is for a loaded machine)
+    assert 0.5 <= elapsed < 2.0
 
 
 def test_sync_latency_sleeps() -> None:
@@ -229,13 +230,14 @@ def test_sync_latency_sleeps() -> None:
 
 
 async def test_streaming_spreads_latency_over_the_deltas() -> None:
-    engine = AsyncExtractiveEngine(latency_ms=150)
+    engine = AsyncExtractiveEngine(latency_ms=800)
 
     started = time.perf_counter()
     arrivals = [time.perf_counter() - started async for _ in engine.stream(raw_request("cats?"))]
 
-    assert arrivals[-1] >= 0.15
-    assert arrivals[1] < 0.1  # the first delta does not wait for the whole latency
+    assert arrivals[-1] >= 0.8
+    # the first delta waits one share of the latency (50 ms here), not all of it
+    assert arrivals[1] < 0.4
 
 
 def test_negative_latency_is_refused() -> None:
