@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +16,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.gateway.serve_process import Served, serving
 from tests.hostile.inputs import bad_inputs
 
 pytestmark = pytest.mark.slow
@@ -29,54 +25,14 @@ QUESTION = "How does ragbus handle a failed event?"
 JSON = {"Content-Type": "application/json"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+async def gateway(tmp_path: Path) -> AsyncIterator[Served]:
     """``ragbus serve`` on the memory bus (no rate limit: each bad request must meet
     the check it is made for, not the limit), stopped with SIGTERM afterwards."""
-    port = _free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAGBUS_")}
-    environment.update(
-        RAGBUS_BUS="memory",
-        RAGBUS_DLQ_PATH=str(tmp_path / "dlq.sqlite3"),
-        RAGBUS_GATEWAY_RATE_LIMIT="",
-        RAGBUS_CACHE_ENABLED="false",
-        LITELLM_LOCAL_MODEL_COST_MAP="true",
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ragbus.cli",
-        "serve",
-        "--port",
-        str(port),
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=5, trust_env=False) as http:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await http.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert process.returncode is None
-                    await asyncio.sleep(0.1)
-        yield base, process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 30)
+    async with serving(
+        tmp_path, RAGBUS_GATEWAY_RATE_LIMIT="", RAGBUS_CACHE_ENABLED="false"
+    ) as served:
+        yield served
 
 
 def _ask_requests() -> list[tuple[str, dict[str, Any], int]]:
@@ -131,9 +87,9 @@ def _assert_json_error(response: httpx.Response, status: int, name: str) -> None
 
 @pytest.mark.timeout(240)
 async def test_every_bad_request_gets_its_4xx_and_good_ones_their_answers(
-    gateway: tuple[str, asyncio.subprocess.Process],
+    gateway: Served,
 ) -> None:
-    base, process = gateway
+    base, process = gateway.base, gateway.process
     refused = answered = 0
     async with httpx.AsyncClient(base_url=base, timeout=60, trust_env=False) as http:
         for bad in bad_inputs():
@@ -184,9 +140,9 @@ def _bad_frames() -> list[tuple[str, str | bytes, str]]:
 
 @pytest.mark.timeout(120)
 async def test_every_bad_websocket_frame_gets_an_error_frame_and_the_chat_goes_on(
-    gateway: tuple[str, asyncio.subprocess.Process],
+    gateway: Served,
 ) -> None:
-    base, process = gateway
+    base, process = gateway.base, gateway.process
     url = base.replace("http://", "ws://") + "/v1/ws"
     async with websockets.connect(url, max_size=None) as chat:
         for name, frame, error in _bad_frames():
@@ -202,16 +158,12 @@ async def test_every_bad_websocket_frame_gets_an_error_frame_and_the_chat_goes_o
 
 
 async def test_the_gateway_wrote_no_traceback(
-    gateway: tuple[str, asyncio.subprocess.Process],
+    gateway: Served,
 ) -> None:
-    """Run last on a fresh gateway: bad input, then stop it and read its output."""
-    base, process = gateway
-    async with httpx.AsyncClient(base_url=base, timeout=60, trust_env=False) as http:
+    """Bad input at a fresh gateway, then stop it and read everything it wrote."""
+    async with httpx.AsyncClient(base_url=gateway.base, timeout=60, trust_env=False) as http:
         for bad in bad_inputs():
             await http.post("/v1/events", content=bad.body, headers=JSON)
             await http.post("/v1/ask", content=bad.body, headers=JSON)
-    process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(process.wait(), 30) == 0
-    assert process.stdout is not None
-    output = (await process.stdout.read()).decode(errors="replace")
-    assert "Traceback" not in output, output[-3000:]
+    code, output = await gateway.stop()
+    assert code == 0 and "Traceback" not in output, output[-3000:]
