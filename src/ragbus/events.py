@@ -16,7 +16,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 
-from ragbus.json_input import MalformedJSON, parse_json
+from ragbus.json_input import MalformedJSON, json_type_name, parse_json
 
 #: Largest envelope (encoded JSON) a stage accepts, in bytes.
 MAX_ENVELOPE_BYTES: Final = 1_000_000
@@ -317,8 +317,18 @@ def decode_envelope(body: bytes | str, *, max_bytes: int = MAX_ENVELOPE_BYTES) -
         data = parse_json(body)
     except MalformedJSON as exc:
         raise InvalidEvent(f"malformed JSON: {exc}") from None
+    return validate_envelope(data)
+
+
+def validate_envelope(data: Any) -> Envelope:
+    """The envelope in an already parsed JSON value (see
+    :func:`ragbus.json_input.parse_json`); raises :class:`InvalidEvent` with a clear reason.
+
+    Parameters:
+        data: the parsed value; anything but an object is refused.
+    """
     if not isinstance(data, dict):
-        raise InvalidEvent(f"an event must be a JSON object, got {type(data).__name__}")
+        raise InvalidEvent(f"an event must be a JSON object, got {json_type_name(data)}")
     try:
         return Envelope.model_validate(data)
     except ValidationError as exc:
