@@ -44,6 +44,7 @@ FUZZ = settings(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(body=event_bodies)
 def test_any_bytes_decode_to_an_envelope_or_invalid_event(body: bytes) -> None:

@@ -18,7 +18,8 @@ import pytest
 from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import Namespace
 from tests.hostile.inputs import BadInput, bad_inputs
-from tests.process.workers import Workers, poll, queue_depths
+from tests.polling import wait_until
+from tests.process.workers import Workers, queue_depths
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -127,7 +128,13 @@ async def test_every_bad_message_is_dead_lettered_once_and_good_ones_are_answere
     async def all_dead_lettered() -> bool:
         return await dead_lettered() >= len(bad)
 
-    await poll(all_dead_lettered, timeout=60, interval=0.2, message=workers.report)
+    await wait_until(
+        all_dead_lettered,
+        what="every bad message dead-lettered",
+        timeout=60,
+        interval=0.2,
+        report=workers.report,
+    )
     stage_queues = [f"{namespace.prefix}.{stage}" for stage in STAGE_NAMES]
     depths = await queue_depths(namespace.url, stage_queues)
     assert set(depths.values()) == {0}, depths
