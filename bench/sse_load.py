@@ -158,6 +158,10 @@ async def run(clients: int, lm_latency_ms: float, timeout: float) -> dict[str, A
         "RAGBUS_CONCURRENCY": str(max(clients, 16)),
         "RAGBUS_CACHE_ENABLED": "false",
         "RAGBUS_DLQ_PATH": os.path.join(workdir, "dlq.sqlite3"),
+        # every client comes from 127.0.0.1: one client, as far as the limits go
+        "RAGBUS_GATEWAY_MAX_STREAMS": str(max(clients, 16)),
+        "RAGBUS_GATEWAY_MAX_PER_CLIENT": str(max(clients, 16)),
+        "RAGBUS_GATEWAY_RATE_LIMIT": "",
     }
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "ragbus.cli", "serve", "--port", str(port)),

@@ -286,6 +286,14 @@ def serve(
     ] = None,
     corpus: CorpusOption = None,
     app: AppOption = None,
+    allow_unauthenticated: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve a non-loopback --host without RAGBUS_API_TOKEN (a proxy in front "
+            "authenticates); env RAGBUS_GATEWAY_ALLOW_UNAUTHENTICATED.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
     """Serve the HTTP gateway: a chat page on /, /v1/ask, /v1/ask/stream (SSE), /v1/ws
@@ -293,14 +301,30 @@ def serve(
 
     On the memory bus (the default) the pipeline runs in this process; on RabbitMQ the
     gateway talks to the workers (set RAGBUS_STREAM_TOKENS=true on generate workers to
-    stream answer tokens). RAGBUS_API_TOKEN turns on bearer-token auth.
+    stream answer tokens). RAGBUS_API_TOKEN turns on bearer-token auth; without it the
+    gateway refuses to listen beyond this machine. Limits and what the gateway trusts:
+    docs/security.md.
     """
+    from ragbus.cli_common import ExitCode
+    from ragbus.errors import ConfigurationError
     from ragbus.gateway import serve as serve_gateway
+    from ragbus.gateway.exposure import check_exposure
 
     configure_logging(verbose)
     if corpus is not None and not corpus.exists():
         fail(f"corpus path does not exist: {corpus}")
-    settings = settings_from(bus=bus, corpus=corpus, gateway_host=host, gateway_port=port, app=app)
+    settings = settings_from(
+        bus=bus,
+        corpus=corpus,
+        gateway_host=host,
+        gateway_port=port,
+        gateway_allow_unauthenticated=allow_unauthenticated,
+        app=app,
+    )
+    try:
+        check_exposure(settings, settings.gateway_host)
+    except ConfigurationError as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
     pipeline = load_pipeline(settings)
     typer.echo(
         f"ragbus gateway on http://{settings.gateway_host}:{settings.gateway_port}/ "
@@ -309,6 +333,8 @@ def serve(
     )
     try:
         serve_gateway(settings, pipeline=pipeline)
+    except ConfigurationError as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
     except (RagbusError, OSError) as exc:
         fail(str(exc))
 

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from ragbus.json_input import MalformedJSON, parse_json
+from ragbus.json_input import MalformedJSON, json_type_name, parse_json
 
 #: Largest envelope (encoded JSON) a stage accepts, in bytes.
 MAX_ENVELOPE_BYTES: Final = 1_000_000
@@ -359,7 +359,7 @@ class EventRegistry:
             data: the decoded JSON (an object with at least ``type`` and ``payload``).
         """
         if not isinstance(data, dict):
-            raise InvalidEvent(f"an event must be a JSON object, got {type(data).__name__}")
+            raise InvalidEvent(f"an event must be a JSON object, got {json_type_name(data)}")
         name = data.get("type")
         if not isinstance(name, str):
             raise InvalidEvent("invalid event: type: a string is required")

@@ -101,7 +101,7 @@ async def app(make_app: AppFactory) -> Starlette:
 def asgi_client(app: Starlette, **options: Any) -> httpx.AsyncClient:
     """An HTTP client calling ``app`` in process (responses are buffered whole)."""
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://gateway", timeout=30, **options
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=30, **options
     )
 
 

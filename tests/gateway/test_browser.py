@@ -23,6 +23,7 @@ READ_PAGE = """JSON.stringify({
   question: [...document.querySelectorAll("#conversation .q")].map((e) => e.textContent),
   stages: [...document.querySelectorAll("#stages li")].map((e) => e.className),
   sources: [...document.querySelectorAll("#sources li .doc")].map((e) => e.textContent),
+  background: getComputedStyle(document.body).backgroundColor,
 })"""
 
 
@@ -53,7 +54,8 @@ async def test_the_chat_page_streams_an_answer_with_its_sources(
                     partial_lengths.add(len(seen["answer"][-1]))
                 await asyncio.sleep(0.03)
         await page.screenshot(ARTIFACTS / "gateway-chat.png")
-    assert seen["status"] == "done", seen
+    assert seen["status"] == "done", seen  # the policy let the page's script run
+    assert seen["background"] == "rgb(246, 247, 251)"  # ... and its style apply
     assert seen["question"] == [QUESTION]
     [answer] = seen["answer"]
     assert "ragbus" in answer and not answer.startswith("Error")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from typing import Any
 
 import httpx
@@ -107,25 +106,26 @@ async def test_websocket_sessions_carry_history_to_the_generate_stage(
     make_app: AppFactory, serve: ServeFactory, recorder: Recorder
 ) -> None:
     base = await serve(await make_app())
-    session = f"test-{uuid.uuid4().hex}"
     first_question, second_question = QUESTION, "What does a dead letter record?"
     async with websockets.connect(_ws(base)) as socket:
-        await socket.send(json.dumps({"question": first_question, "session_id": session}))
+        await socket.send(json.dumps({"question": first_question}))
         first = await _frames_until_done(socket)
+        session = first[-1]["session_id"]  # issued by the gateway
         await socket.send(json.dumps({"question": second_question, "session_id": session}))
         second = await _frames_until_done(socket)
-        await socket.send(json.dumps({"question": second_question, "session_id": "another"}))
-        await _frames_until_done(socket)
+        await socket.send(json.dumps({"question": first_question}))  # the same, implicitly
+        third = await _frames_until_done(socket)
     [first_answer] = [frame["answer"] for frame in first if frame["type"] == "answer"]
     tokens = [frame["text"] for frame in second if frame["type"] == "token"]
     [second_answer] = [frame["answer"] for frame in second if frame["type"] == "answer"]
     assert "".join(tokens) == second_answer and len(tokens) > 1
-    assert first[-1] == second[-1] == {"type": "done", "session_id": session}
+    assert first[-1] == second[-1] == third[-1] == {"type": "done", "session_id": session}
     histories = [event.payload["history"] for event in recorder.events]
+    first_turn = {"question": first_question, "answer": first_answer}
     assert histories == [
         [],
-        [{"question": first_question, "answer": first_answer}],
-        [],
+        [first_turn],
+        [first_turn, {"question": second_question, "answer": second_answer}],
     ]
 
 
@@ -133,7 +133,7 @@ async def test_websocket_sessions_carry_history_to_the_generate_stage(
     ("frame", "reason"),
     [
         ("not json", "malformed JSON"),
-        ("[1, 2]", "expected a JSON object, got list"),
+        ("[1, 2]", "expected a JSON object, got array"),
         ('{"session_id": "s"}', "question: Field required"),
         ('{"question": "q", "session_id": "bad id!"}', "session_id: String should match pattern"),
         ('{"question": "' + "q" * 70_000 + '"}', "the message is larger than 65536 bytes"),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import pytest
 from starlette.types import Message
 
 from ragbus.events import Envelope, new_event
+from ragbus.gateway.models import SESSION_ID_PATTERN
 from ragbus.gateway.progress import ProgressFrames
-from ragbus.gateway.sessions import SessionStore
+from ragbus.gateway.sessions import SessionStore, UnknownSession, new_session_id
 from ragbus.gateway.sse import PING, EventStreamResponse, encode_event
 from ragbus.payloads.rag import (
     AnswerGenerated,
@@ -31,21 +33,40 @@ def _turn(number: int) -> Turn:
 def test_sessions_keep_the_last_turns_of_the_most_recent_sessions() -> None:
     store = SessionStore(max_sessions=2, max_turns=2)
     for number in range(3):
-        store.record("one", _turn(number))
-    store.record("two", _turn(9))
-    assert store.history("one") == [_turn(1), _turn(2)]  # touches "one"
-    store.record("three", _turn(7))  # evicts "two", the least recently used
+        store.record("one", "me", _turn(number))
+    store.record("two", "me", _turn(9))
+    assert store.history("one", "me") == [_turn(1), _turn(2)]  # touches "one"
+    store.record("three", "me", _turn(7))  # evicts "two", the least recently used
     assert "two" not in store and len(store) == 2
-    assert store.history("two") == []
-    assert store.history("three") == [_turn(7)]
+    assert store.history("two", "me") == []
+    assert store.history("three", "me") == [_turn(7)]
 
 
 def test_sessions_with_no_turns_kept_remember_nothing() -> None:
     store = SessionStore(max_turns=0)
-    store.record("one", _turn(1))
-    assert store.history("one") == [] and len(store) == 0
+    store.record("one", "me", _turn(1))
+    assert store.history("one", "me") == [] and len(store) == 0
     with pytest.raises(ValueError):
         SessionStore(max_sessions=0)
+
+
+def test_a_session_is_read_and_written_only_by_its_owner() -> None:
+    store = SessionStore()
+    store.record("mine", "owner-a", _turn(1))
+    with pytest.raises(UnknownSession):
+        store.history("mine", "owner-b")
+    with pytest.raises(UnknownSession):
+        store.record("mine", "owner-b", _turn(2))
+    assert store.history("mine", "owner-a") == [_turn(1)]
+    assert store.owns("mine", "owner-a") and not store.owns("mine", "owner-b")
+    store.discard("mine")
+    assert "mine" not in store
+
+
+def test_session_ids_are_unguessable_and_fit_the_message_pattern() -> None:
+    ids = {new_session_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(re.fullmatch(SESSION_ID_PATTERN.strip("^$"), i) and len(i) >= 24 for i in ids)
 
 
 def _events(answer: str) -> tuple[Envelope, Envelope, Envelope]:

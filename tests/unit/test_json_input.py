@@ -42,3 +42,24 @@ def test_good_input_parses_as_json() -> None:
         "q": ["a", 1, 2.5, None, True],
         "e": "\U0001f600",
     }
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"k": 1e400}', b"[-1e999]", b"[1" + b"0" * 400 + b".5]", b'{"a": {"b": [2E+308]}}'],
+    ids=["exponent", "negative", "long-mantissa", "nested"],
+)
+def test_a_number_too_large_for_a_float_is_malformed_not_infinity(data: bytes) -> None:
+    with pytest.raises(MalformedJSON, match="number out of range"):
+        parse_json(data)
+
+
+def test_a_key_given_twice_is_malformed() -> None:
+    with pytest.raises(MalformedJSON, match="duplicate key"):
+        parse_json(b'{"type": "query_received", "type": "answer_generated"}')
+    assert parse_json(b'[{"a": 1}, {"a": 2}]') == [{"a": 1}, {"a": 2}]  # per object
+
+
+def test_a_str_with_a_lone_surrogate_is_malformed() -> None:
+    with pytest.raises(MalformedJSON):
+        parse_json('"\ud800"')

@@ -150,7 +150,59 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="gateway: chat sessions kept (least recently used go)"
     )
 
-    @field_validator("cors_origins", mode="before")
+    # The gateway's trust and limits (docs/security.md).
+    gateway_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="gateway: host names the Host header may name (DNS-rebinding defence), "
+        "comma-separated or a JSON list; `.example.com` allows its subdomains, `*` any",
+    )
+    gateway_event_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="gateway: event types POST /v1/events accepts besides the pipeline's "
+        "entry events (`query_received`); default none",
+    )
+    gateway_allow_unauthenticated: bool = Field(
+        default=False,
+        description="gateway: let `ragbus serve` bind a non-loopback address without "
+        "RAGBUS_API_TOKEN",
+    )
+    gateway_max_asks: int = Field(
+        default=256, ge=1, description="gateway: POST /v1/ask requests answered at once (429)"
+    )
+    gateway_max_streams: int = Field(
+        default=256, ge=1, description="gateway: SSE streams open at once (429)"
+    )
+    gateway_max_websockets: int = Field(
+        default=256, ge=1, description="gateway: WebSocket connections open at once (429)"
+    )
+    gateway_max_per_client: int = Field(
+        default=32,
+        ge=1,
+        description="gateway: asks, streams and WebSockets one client (token, or address "
+        "without one) may have open at once, of each kind (429)",
+    )
+    gateway_rate_limit: str = Field(
+        default="20/second;600/minute",
+        description="gateway: requests and chat questions per client (token, or address "
+        "without one), in the `limits` notation; empty for none",
+    )
+    gateway_rate_limit_storage: SecretStr = Field(
+        default=SecretStr("async+memory://"),
+        description="gateway: where rate-limit counters live: `async+memory://` (this "
+        "process) or `async+redis://host:6379/0` (shared by gateways); a secret",
+    )
+
+    @field_validator("gateway_rate_limit")
+    @classmethod
+    def _parse_rate_limit(cls, value: str) -> str:
+        """Refuse a rate limit the ``limits`` library cannot read, at start-up."""
+        if value.strip():
+            from limits import parse_many
+
+            parse_many(value)  # its ValueError names the string
+        return value.strip()
+
+    @field_validator("cors_origins", "gateway_allowed_hosts", "gateway_event_types", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         """Accept ``a,b`` as well as a JSON list (``["a", "b"]``) from the environment."""

@@ -13,11 +13,21 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from ragbus.client import Client
 from ragbus.config import Settings
+from ragbus.gateway.admission import Admission
 from ragbus.gateway.auth import BearerAuthMiddleware
-from ragbus.gateway.errors import RequestError, on_http_exception, on_request_error
+from ragbus.gateway.errors import (
+    RequestError,
+    on_http_exception,
+    on_request_error,
+    on_unexpected_error,
+)
+from ragbus.gateway.headers import SecurityHeadersMiddleware
+from ragbus.gateway.hosts import HostGuardMiddleware
+from ragbus.gateway.intake import EventIntake
 from ragbus.gateway.limits import BodySizeLimitMiddleware
 from ragbus.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
 from ragbus.gateway.openapi import openapi
+from ragbus.gateway.origins import OriginGuardMiddleware
 from ragbus.gateway.routes.ask import ask
 from ragbus.gateway.routes.chat import chat
 from ragbus.gateway.routes.events import publish_event
@@ -55,15 +65,20 @@ def create_app(
     is the caller's: open it before serving and close it after. Build it with
     ``follow_tokens=True`` to stream tokens (without, each answer streams as one token).
 
-    Middleware, outermost first: request metrics, CORS (``RAGBUS_CORS_ORIGINS``),
-    bearer auth (when ``RAGBUS_API_TOKEN`` is set; health, readiness and the chat page
-    stay public), body size limit (``RAGBUS_GATEWAY_MAX_BODY_BYTES``, 413).
+    Middleware, outermost first: request metrics, security headers, the ``Host``
+    allow-list (``RAGBUS_GATEWAY_ALLOWED_HOSTS``, 400/421), CORS
+    (``RAGBUS_CORS_ORIGINS``), the ``Origin`` check of state-changing requests and
+    WebSocket handshakes (403), bearer auth (when ``RAGBUS_API_TOKEN`` is set; health,
+    readiness and the chat page stay public), body size limit
+    (``RAGBUS_GATEWAY_MAX_BODY_BYTES``, 413). The routes then apply the rate limit and
+    the caps on open asks, streams and WebSockets (429). See docs/security.md.
 
     Parameters:
         settings: bus, limits, auth, CORS and session settings.
         client: the client to ask and publish with (default: one built from settings).
         pipeline: the pipeline of the client it builds (default: the one
-            ``settings.app`` names); a given client brings its own.
+            ``settings.app`` names); a given client brings its own. ``POST /v1/events``
+            accepts its entry events (and ``RAGBUS_GATEWAY_EVENT_TYPES``).
     """
     owns_client = client is None
     if client is None:
@@ -76,6 +91,12 @@ def create_app(
             max_sessions=settings.gateway_sessions, max_turns=settings.gateway_history_turns
         ),
         metrics=gateway_metrics,
+        admission=Admission(settings),
+        intake=EventIntake(
+            client.app,
+            extra_types=settings.gateway_event_types,
+            max_deadline_s=settings.gateway_max_timeout_s,
+        ),
         owns_client=owns_client,
     )
     routes = gateway_routes()
@@ -84,7 +105,9 @@ def create_app(
             RequestMetricsMiddleware,
             metrics=gateway_metrics,
             routes=[route.path for route in routes if isinstance(route, Route | WebSocketRoute)],
-        )
+        ),
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(HostGuardMiddleware, allowed_hosts=settings.gateway_allowed_hosts),
     ]
     if settings.cors_origins:
         middleware.append(
@@ -96,6 +119,7 @@ def create_app(
                 max_age=600,
             )
         )
+    middleware.append(Middleware(OriginGuardMiddleware, allowed_origins=settings.cors_origins))
     if settings.api_token is not None:
         middleware.append(
             Middleware(BearerAuthMiddleware, token=settings.api_token.get_secret_value())
@@ -106,7 +130,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={RequestError: on_request_error, HTTPException: on_http_exception},
+        exception_handlers={
+            RequestError: on_request_error,
+            HTTPException: on_http_exception,
+            Exception: on_unexpected_error,
+        },
         lifespan=_lifespan,
     )
     app.state.gateway = state

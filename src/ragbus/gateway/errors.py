@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from ragbus.gateway.models import ErrorBody
+
+logger = logging.getLogger(__name__)
 
 #: Error codes of the HTTP statuses Starlette raises itself (404, 405, ...).
 _STATUS_CODES = {
@@ -18,7 +22,9 @@ _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
+    415: "unsupported_media_type",
     422: "invalid_request",
+    429: "too_many_requests",
     503: "unavailable",
     504: "timeout",
 }
@@ -31,13 +37,21 @@ class RequestError(Exception):
         status: the HTTP status.
         error: a short code (``invalid_request``, ``timeout``, ...).
         message: the reason, for a person.
+        headers: extra response headers, e.g. ``Retry-After`` (default none).
     """
 
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        """This error as a JSON response."""
+        return error_response(self.status, self.error, self.message, headers=self.headers)
 
 
 def error_response(
@@ -51,7 +65,7 @@ def error_response(
         message: the reason.
         headers: extra headers (default none).
     """
-    body = ErrorBody(error=error, message=message).model_dump()
+    body = ErrorBody(error=error, message=message).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -65,10 +79,29 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def bus_unavailable(what: str, exc: BaseException) -> RequestError:
+    """The 503 for a bus failure: ``what`` happened, without the exception's text (which
+    may name hosts, queues or internals); the exception goes to the log instead.
+
+    Parameters:
+        what: what failed, for the caller (``the bus refused the question``).
+        exc: the failure, logged.
+    """
+    logger.warning("%s: %r", what, exc)
+    return RequestError(503, "unavailable", f"{what}; the gateway's log has the reason")
+
+
 async def on_request_error(request: Request, exc: Exception) -> Response:
     """Starlette exception handler for :class:`RequestError`."""
     assert isinstance(exc, RequestError)
-    return error_response(exc.status, exc.error, exc.message)
+    return exc.response()
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+    """Starlette's handler of last resort: a defect answers 500 with a JSON body that
+    names no internals (the exception is logged, and uvicorn logs it again)."""
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "the gateway failed: its log has the reason")
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
@@ -76,3 +109,27 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def refuse(
+    scope: Scope, receive: Receive, send: Send, response: Response, *, close_code: int = 1008
+) -> None:
+    """Answer a request, or refuse a WebSocket handshake, with ``response``.
+
+    A WebSocket handshake is refused with the same HTTP response (status, headers and
+    JSON body) where the server supports the ASGI WebSocket denial response (uvicorn
+    does); elsewhere it is closed before it is accepted with ``close_code``, which the
+    server answers with HTTP 403.
+
+    Parameters:
+        scope, receive, send: the ASGI connection.
+        response: the refusal.
+        close_code: the WebSocket close code without the denial extension (default 1008,
+            policy violation; 1013 for "try again later").
+    """
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
+        "extensions", {}
+    ):
+        await send({"type": "websocket.close", "code": close_code, "reason": ""})
+        return
+    await response(scope, receive, send)

@@ -50,8 +50,11 @@ class ChatMessage(_Body):
 
     Parameters:
         question: the question, 1..4000 characters.
-        session_id: the conversation; its last turns are passed as history (default:
-            one session per connection). Use an unguessable id, such as a UUID.
+        session_id: a conversation to continue: one the gateway issued to this client
+            (in a ``done`` frame); its last turns are passed as history. Default: the
+            connection's own session. Sessions belong to the API token when one is set
+            (a new connection may continue them), else to the connection that opened
+            them; another client's session is refused (``unknown_session``).
         k: passages to retrieve, 1..50 (default: the retrieve stage's setting).
     """
 
@@ -86,6 +89,11 @@ class ErrorBody(BaseModel):
 
     error: str = Field(description="unauthorized, invalid_request, timeout, too_large, ...")
     message: str
+    retry_after: float | None = Field(
+        default=None,
+        description="WebSocket `rate_limited` frames: seconds to wait before asking again "
+        "(HTTP 429 responses carry the `Retry-After` header instead)",
+    )
 
 
 class Accepted(BaseModel):

@@ -53,10 +53,17 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _PROTECTED_ERRORS = {
-    "401": _error("missing or wrong bearer token (only when RAGBUS_API_TOKEN is set)")
+    "401": _error("missing or wrong bearer token (only when RAGBUS_API_TOKEN is set)"),
+    "403": _error("the page's origin is neither this gateway nor in RAGBUS_CORS_ORIGINS"),
+    "421": _error("the Host is not in RAGBUS_GATEWAY_ALLOWED_HOSTS (400: no valid Host)"),
+    "429": _error(
+        "over the client's rate limit (RAGBUS_GATEWAY_RATE_LIMIT) or a cap on open "
+        "requests; see the Retry-After header"
+    ),
 }
 _BODY_ERRORS = {
     "413": _error("the body is larger than RAGBUS_GATEWAY_MAX_BODY_BYTES"),
+    "415": _error("the body is not sent as Content-Type: application/json"),
     "422": _error("invalid body: the message names each invalid field"),
 }
 
@@ -149,7 +156,14 @@ def _paths() -> dict[str, Any]:
                 "security": bearer,
                 "responses": {
                     "101": {"description": "switching to the WebSocket protocol"},
-                    "403": {"description": "missing or wrong token (handshake refused)"},
+                    "403": _error(
+                        "missing or wrong token (no body), or another origin (JSON body)"
+                    ),
+                    "421": _error("the Host is not in RAGBUS_GATEWAY_ALLOWED_HOSTS"),
+                    "429": _error(
+                        "over the client's rate limit or RAGBUS_GATEWAY_MAX_WEBSOCKETS; see "
+                        "Retry-After"
+                    ),
                 },
             }
         },
@@ -157,8 +171,10 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Publish an event from another service",
                 "operationId": "publishEvent",
-                "description": "An envelope (full, or minimal: `type` + `payload`) or a bare "
-                "`query_received` payload; see docs/events.md.",
+                "description": "An envelope (full, or minimal: `type` + `payload`) of the "
+                "pipeline's entry type (`query_received`), or a bare payload of it; the "
+                "gateway sets `id`, `correlation_id`, `attempt`, `replays` and `created_at` "
+                "and clamps `deadline`. See docs/events.md and docs/security.md.",
                 "security": bearer,
                 "requestBody": {
                     "required": True,
@@ -177,6 +193,10 @@ def _paths() -> dict[str, Any]:
                     "202": {"description": "published", "content": _json("Accepted")},
                     **_PROTECTED_ERRORS,
                     **_BODY_ERRORS,
+                    "403": _error(
+                        "an event type this gateway does not accept "
+                        "(RAGBUS_GATEWAY_EVENT_TYPES), or another origin"
+                    ),
                     "503": _error("the bus did not take the event"),
                 },
             }

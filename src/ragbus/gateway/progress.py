@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeAlias
 from ragbus.bus.errors import BusError
 from ragbus.client import AnswerTimeout, Client
 from ragbus.events import Envelope
+from ragbus.gateway.errors import bus_unavailable
 from ragbus.gateway.models import (
     AnswerBody,
     SourceItem,
@@ -147,8 +148,8 @@ async def question_frames(
 ) -> AsyncGenerator[Frame, None]:
     """Ask ``question`` through ``client`` and yield its frames, ending with ``answer``
     or with an ``error`` (``timeout``, or ``unavailable`` when the bus refuses the
-    question). The caller adds ``done``. Closing the iterator
-    stops the wait; nothing is left behind.
+    question; its reason goes to the log, not to the client). The caller adds ``done``.
+    Closing the iterator stops the wait; nothing is left behind.
 
     Parameters:
         client: an open client (built with ``follow_tokens=True`` to stream tokens).
@@ -171,6 +172,7 @@ async def question_frames(
     except AnswerTimeout as exc:
         yield "error", {"error": "timeout", "message": str(exc)}
     except BusError as exc:
-        yield "error", {"error": "unavailable", "message": f"the bus refused the question: {exc}"}
+        refusal = bus_unavailable("the bus refused the question", exc)
+        yield "error", {"error": refusal.error, "message": refusal.message}
     finally:
         await events.aclose()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from ragbus.gateway.errors import RequestError, describe
-from ragbus.json_input import MalformedJSON, parse_json
+from ragbus.json_input import MalformedJSON, json_type_name, parse_json
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -21,8 +21,32 @@ class ClientGone(Exception):
     """The client disconnected before its response was ready."""
 
 
+#: The one media type the gateway's bodies are read as.
+JSON_MEDIA_TYPE = "application/json"
+
+
+def require_json_media_type(request: Request) -> None:
+    """Raise :class:`RequestError` (415) unless the request declares a JSON body
+    (``Content-Type: application/json``, parameters such as ``charset`` allowed).
+
+    A browser sends a cross-site ``text/plain`` or form POST without asking first
+    (no CORS preflight); accepting only JSON closes that door as well as the check of
+    ``Origin``."""
+    declared = request.headers.get("content-type", "")
+    media_type = declared.partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        got = f" (got {declared.strip()[:100]!r})" if declared.strip() else ""
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON with the header `Content-Type: {JSON_MEDIA_TYPE}`{got}",
+        )
+
+
 async def json_body(request: Request) -> Any:
-    """The request's body parsed as JSON; raises :class:`RequestError` (422) if it is not."""
+    """The request's body parsed as JSON; raises :class:`RequestError`: 415 when it is
+    not declared as JSON (see :func:`require_json_media_type`), 422 when it is not JSON."""
+    require_json_media_type(request)
     try:
         raw = await request.body()
     except ClientDisconnect as exc:
@@ -46,7 +70,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
     data = await json_body(request)
     if not isinstance(data, dict):
         raise RequestError(
-            422, "invalid_request", f"expected a JSON object, got {type(data).__name__}"
+            422, "invalid_request", f"expected a JSON object, got {json_type_name(data)}"
         )
     try:
         return model.model_validate(data)

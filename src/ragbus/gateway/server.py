@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from ragbus.config import Settings
 from ragbus.gateway.app import create_app
+from ragbus.gateway.exposure import check_exposure
 from ragbus.http_server import in_background
 from ragbus.pipeline import Pipeline
 
@@ -78,12 +79,17 @@ def serve(
     """Serve the gateway until SIGTERM or Ctrl-C (``ragbus serve``), then let open
     requests finish within ``settings.shutdown_grace_s`` and return.
 
+    Raises :class:`~ragbus.errors.ConfigurationError` before binding a non-loopback
+    address without ``RAGBUS_API_TOKEN`` (unless
+    ``RAGBUS_GATEWAY_ALLOW_UNAUTHENTICATED``; see :mod:`ragbus.gateway.exposure`).
+
     Parameters:
         settings: the gateway's settings (bus, auth, limits, ...).
         pipeline: the pipeline (default: the one ``settings.app`` names).
         host: interface to bind (default ``settings.gateway_host``).
         port: TCP port (default ``settings.gateway_port``).
     """
+    check_exposure(settings, host if host is not None else settings.gateway_host)
     config = server_config(create_app(settings, pipeline=pipeline), settings, host=host, port=port)
     asyncio.run(_Server(config).serve())
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -41,6 +41,8 @@ class EventStreamResponse:
         events: the encoded events (see :func:`encode_event`); closed when done.
         headers: extra response headers (default none).
         ping_s: seconds between keep-alive comments (default :data:`PING_S`).
+        on_close: called once the stream has ended, however it ended (default none),
+            e.g. to release the stream's slot.
     """
 
     media_type = "text/event-stream"
@@ -51,10 +53,12 @@ class EventStreamResponse:
         *,
         headers: Mapping[str, str] | None = None,
         ping_s: float = PING_S,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.events = events
         self.headers = dict(headers or {})
         self.ping_s = ping_s
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {
@@ -73,6 +77,8 @@ class EventStreamResponse:
             results = await asyncio.gather(streaming, watching, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await _aclose(self.events)
+            if self.on_close is not None:
+                self.on_close()
         error = results[0]
         if isinstance(error, Exception) and not isinstance(error, OSError):
             raise error

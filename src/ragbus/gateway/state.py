@@ -9,7 +9,10 @@ from starlette.requests import HTTPConnection
 
 from ragbus.client import Client
 from ragbus.config import Settings
+from ragbus.gateway.admission import Admission
+from ragbus.gateway.clients import client_key
 from ragbus.gateway.errors import RequestError
+from ragbus.gateway.intake import EventIntake
 from ragbus.gateway.metrics import GatewayMetrics
 from ragbus.gateway.sessions import SessionStore
 
@@ -23,6 +26,8 @@ class GatewayState:
         client: the client that asks and publishes.
         sessions: the chat sessions of ``/v1/ws``.
         metrics: the gateway's own metrics.
+        admission: rate limits and caps on open asks, streams and WebSockets.
+        intake: what ``POST /v1/events`` accepts and how it stamps events.
         owns_client: whether the app opens and closes ``client`` in its lifespan (it
             does when it built the client).
     """
@@ -31,6 +36,8 @@ class GatewayState:
     client: Client
     sessions: SessionStore
     metrics: GatewayMetrics
+    admission: Admission
+    intake: EventIntake
     owns_client: bool
 
     def timeout(self, asked: float | None) -> float:
@@ -42,6 +49,18 @@ class GatewayState:
                 422, "invalid_request", f"timeout: must be at most {limit:g} seconds"
             )
         return asked if asked is not None else min(self.settings.gateway_timeout_s, limit)
+
+    def client_of(self, connection: HTTPConnection) -> str:
+        """The key ``connection``'s limits count against (see
+        :func:`~ragbus.gateway.clients.client_key`)."""
+        return client_key(connection, self.settings)
+
+    async def check_rate(self, connection: HTTPConnection) -> str:
+        """Count a request against its client's rate limit and return the client's key;
+        raises :class:`RequestError` (429) beyond the limit."""
+        client = self.client_of(connection)
+        await self.admission.check_rate(client)
+        return client
 
     def require_open(self) -> Client:
         """The client, or :class:`RequestError` (503) when it is not connected."""

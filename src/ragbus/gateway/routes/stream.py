@@ -18,17 +18,20 @@ from ragbus.gateway.state import GatewayState, gateway_state
 async def ask_stream(request: Request) -> ASGIApp:
     """Ask a question and stream its progress as ``text/event-stream``.
 
-    The body is an :class:`~ragbus.gateway.models.AskRequest` (422 names each invalid
-    field). Events, in order: ``stage`` (retrieve started, retrieve done), ``sources``,
+    The body is an :class:`~ragbus.gateway.models.AskRequest` (415 unless declared JSON,
+    422 names each invalid field, 429 beyond the client's rate limit or the cap on open
+    streams). Events, in order: ``stage`` (retrieve started, retrieve done), ``sources``,
     ``stage`` (generate started), ``token`` for each piece of the answer, ``stage``
     (generate done), ``answer``; or ``error`` (timeout); always ``done`` last. A client
     that disconnects stops the wait at once.
     """
     state = gateway_state(request)
+    client_id = await state.check_rate(request)
     body = await parse_body(request, AskRequest)
     timeout = state.timeout(body.timeout)
     state.require_open()
-    return EventStreamResponse(_events(state, body, timeout))
+    slot = state.admission.streams.take(client_id)
+    return EventStreamResponse(_events(state, body, timeout), on_close=slot.release)
 
 
 async def _events(state: GatewayState, body: AskRequest, timeout: float) -> AsyncIterator[bytes]:
