@@ -7,8 +7,7 @@ from typing import Any
 
 import aio_pika
 
-from ragbus.bus.rabbitmq import RabbitMQBus
-from ragbus.bus.rabbitmq_topology import Topology
+from ragbus.bus.rabbitmq import RabbitMQBus, Topology
 from ragbus.pipelines.rag import SINKS
 
 #: Short delay tiers, so retry tests wait fractions of a second.
@@ -50,12 +49,8 @@ class Namespace:
         names = {
             name
             for bus in self.buses
-            for stage in {*bus._known_stages, *self.stages}
-            for name in (
-                bus.topology.stage_queue(stage),
-                bus.topology.dead_letter_queue(stage),
-                *(bus.topology.retry_queue(stage, tier) for tier in bus.topology.delay_tiers),
-            )
+            for stage in {*bus.declarer.declared_stages, *self.stages}
+            for name in bus.topology.stage_queues(stage)
         }
         names.update(bus.topology.sink_queue(sink) for bus in self.buses for sink in SINKS)
         connection = await aio_pika.connect(self.url)

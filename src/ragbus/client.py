@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ragbus.bus.base import Bus, InboundMessage
+from ragbus.bus.base import Bus, InboundMessage, emitter
 from ragbus.bus.factory import make_bus
 from ragbus.config import BusKind, Settings
 from ragbus.events import (
@@ -157,7 +157,7 @@ class Client:
             stages = self.stages
             if stages is None:
                 streams = self.follow_tokens or self.settings.stream_tokens
-                emit = self.bus.publish_transient if streams else None
+                emit = emitter(self.bus) if streams else None
                 stages = rag_pipeline(self.settings, emit=emit)
             self.runtime = Runtime(self.bus, stages, settings=self.settings, sinks=SINKS)
             await self.runtime.declare_sinks()

@@ -6,11 +6,17 @@ import asyncio
 
 import pytest
 
-from ragbus.bus.base import DeadLetterFilter, DeadLetterReason
+from ragbus.bus.base import Bus, DeadLetterFilter, DeadLetterReason, DeadLetterStore
 from ragbus.client import AnswerTimeout, Client
 from ragbus.config import Settings
 from ragbus.events import EventType
+from ragbus.pipelines.rag import STAGE_NAMES
 from tests.conftest import BusFactory
+from tests.foreign import publish_raw
+
+
+def dead_letters(bus: Bus) -> DeadLetterStore:
+    return bus.dead_letters(STAGE_NAMES)
 
 
 async def test_a_question_is_answered_from_the_bundled_corpus(
@@ -46,12 +52,12 @@ async def test_an_invalid_event_is_dead_lettered_and_the_rest_flow_on(
 ) -> None:
     bus = make_bus()
     async with Client(settings, bus=bus, run_pipeline=True) as client:
-        await bus.publish_raw(b'{"type": "query_received", "payload": {"k": 3}}', "query_received")
-        await bus.publish_raw(b"this is not JSON", "query_received")
+        await publish_raw(bus, b'{"type": "query_received", "payload": {"k": 3}}', "query_received")
+        await publish_raw(bus, b"this is not JSON", "query_received")
         answer = await client.ask("Which LM answers by default?", timeout=30)
         assert answer.text
         async with asyncio.timeout(20):
-            while len(letters := await bus.list_dead_letters(DeadLetterFilter())) < 2:
+            while len(letters := await dead_letters(bus).select(DeadLetterFilter())) < 2:
                 await asyncio.sleep(0.05)
     assert {letter.reason for letter in letters} == {DeadLetterReason.INVALID}
     assert {letter.stage for letter in letters} == {"retrieve"}
@@ -67,6 +73,6 @@ async def test_an_expired_question_is_dead_lettered_as_expired(
         with pytest.raises(AnswerTimeout):
             await client.ask("Which LM answers by default?", timeout=0.000001)
         async with asyncio.timeout(20):
-            while not (letters := await bus.list_dead_letters(DeadLetterFilter())):
+            while not (letters := await dead_letters(bus).select(DeadLetterFilter())):
                 await asyncio.sleep(0.05)
     assert [letter.reason for letter in letters] == [DeadLetterReason.EXPIRED]

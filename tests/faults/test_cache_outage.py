@@ -10,6 +10,7 @@ import pytest
 
 from ragbus.bus.base import DeadLetterFilter
 from ragbus.client import Client
+from ragbus.pipelines.rag import STAGE_NAMES
 from tests.conftest import BusFactory
 from tests.faults.support import QUESTION, bus_options, fault_settings, metric
 from tests.lm_server import FakeLMServer
@@ -43,7 +44,7 @@ async def test_questions_are_answered_while_the_cache_is_down(
             for stage in ("retrieve", "generate")
         }
         hits = metric(client, "ragbus_cache_total", stage="generate", result="hit")
-        assert await bus.list_dead_letters(DeadLetterFilter()) == []
+        assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == []
 
     assert [a.answer.payload["question"] for a in answers] == questions
     assert again.text == answers[0].text

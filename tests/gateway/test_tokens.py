@@ -4,12 +4,13 @@ transient events that never fail and are dropped when nobody listens."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import aio_pika
 import pytest
 
-from ragbus.bus.base import Bus, InboundMessage
+from ragbus.bus.base import InboundMessage, emitter
 from ragbus.bus.memory import MemoryBus
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.events import (
@@ -94,13 +95,18 @@ async def test_token_text_is_trimmed_like_the_answer() -> None:
     assert tokens.text == "Hello world   again"
 
 
-async def test_a_failing_emit_is_the_bus_s_problem_not_the_stage_s(tmp_path: object) -> None:
+async def test_a_failing_emit_is_the_bus_s_problem_not_the_stage_s(
+    tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
     class BrokenBus(MemoryBus):
-        async def publish(self, envelope: Envelope, *, stage: str | None = None) -> None:
+        async def _offer(self, envelope: Envelope) -> None:
             raise ConnectionError("down")
 
+    caplog.set_level(logging.DEBUG, logger="ragbus.bus.memory")
     bus = BrokenBus(dlq_path=tmp_path / "dlq.sqlite3")  # type: ignore[operator]
-    await Bus.publish_transient(bus, _retrieved())  # the default never raises
+    token = _retrieved().derive(EventType.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0)
+    assert await emitter(bus)(token) is None  # the emit callback never raises
+    assert f"transient answer_token {token.id} dropped: ConnectionError('down')" in caplog.text
 
 
 async def test_transient_events_reach_listeners_and_vanish_without_them(
@@ -109,7 +115,7 @@ async def test_transient_events_reach_listeners_and_vanish_without_them(
     bus = make_bus()
     await bus.connect()
     token = _retrieved().derive(EventType.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0)
-    await bus.publish_transient(token)  # nobody listens: dropped, no error
+    await bus.publish(token, transient=True)  # nobody listens: dropped, no error
     received: asyncio.Queue[InboundMessage] = asyncio.Queue()
 
     async def listen(message: InboundMessage) -> None:
@@ -118,13 +124,13 @@ async def test_transient_events_reach_listeners_and_vanish_without_them(
     bus.subscribe("listener", [EventType.ANSWER_TOKEN], listen, concurrency=4, ephemeral=True)
     await bus.start()
     try:
-        await bus.publish_transient(token)
+        await bus.publish(token, transient=True)
         async with asyncio.timeout(10):
             message = await received.get()
         assert Envelope.model_validate_json(message.body) == token
     finally:
         await bus.close()
-    await bus.publish_transient(token)  # closed: still no error
+    await bus.publish(token, transient=True)  # closed: still no error
 
 
 @pytest.mark.rabbitmq
@@ -141,7 +147,7 @@ async def test_rabbitmq_sends_tokens_non_persistent_with_a_ttl(amqp_url: str) ->
         token = _retrieved().derive(
             EventType.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0
         )
-        await bus.publish_transient(token)
+        await bus.publish(token, transient=True)
         async with asyncio.timeout(10):
             while (message := await queue.get(fail=False)) is None:
                 await asyncio.sleep(0.02)

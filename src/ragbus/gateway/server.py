@@ -11,6 +11,7 @@ from typing import Literal
 import uvicorn
 from starlette.types import ASGIApp
 
+from ragbus.client import Client
 from ragbus.config import Settings
 from ragbus.gateway.app import create_app
 from ragbus.http_server import in_background
@@ -76,8 +77,20 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         host: interface to bind (default ``settings.gateway_host``).
         port: TCP port (default ``settings.gateway_port``).
     """
-    config = server_config(create_app(settings), settings, host=host, port=port)
-    asyncio.run(_Server(config).serve())
+    asyncio.run(_serve(settings, host=host, port=port))
+
+
+async def _serve(settings: Settings, *, host: str | None, port: int | None) -> None:
+    # The client connects before uvicorn starts: a broker that cannot be reached (after
+    # RAGBUS_CONNECT_TIMEOUT_S of retries) ends `ragbus serve` with one clear line, not
+    # with a lifespan traceback inside uvicorn.
+    client = Client(settings, follow_tokens=True)
+    await client.open()
+    try:
+        config = server_config(create_app(settings, client), settings, host=host, port=port)
+        await _Server(config).serve()
+    finally:
+        await client.close()
 
 
 @contextlib.asynccontextmanager
