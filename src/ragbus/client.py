@@ -145,7 +145,9 @@ class Client:
         return self._open
 
     async def open(self, *, follow: Sequence[str] = ()) -> None:
-        """Connect, start the embedded stages if any, and start listening.
+        """Connect, start the embedded stages if any, and start listening. On RabbitMQ
+        the connection waits for the broker up to ``settings.connect_timeout_s``, then
+        raises :class:`~ragbus.bus.errors.BrokerUnavailableError`.
 
         Parameters:
             follow: event types to follow besides the progress of asked questions.

@@ -146,17 +146,24 @@ class BrokerConnection:
                 now = loop.time()
                 reason = _describe(exc, node)
                 if now >= deadline:
+                    tried = (
+                        f"{attempt} attempts in {now - started:.1f}s"
+                        if attempt > 1
+                        else "1 attempt"
+                    )
                     raise BrokerUnavailableError(
                         f"cannot reach the RabbitMQ broker at {self.masked_url} ({reason}; "
-                        f"{attempt} attempt{'s' if attempt != 1 else ''} in "
-                        f"{now - started:.1f}s): start it, or point RAGBUS_AMQP_URL at a "
-                        "running broker (RAGBUS_CONNECT_TIMEOUT_S sets how long to keep "
-                        "trying)"
+                        f"{tried}): start it, or point RAGBUS_AMQP_URL at a running broker"
+                        + (
+                            " (RAGBUS_CONNECT_TIMEOUT_S sets how long to keep trying)"
+                            if self.connect_timeout
+                            else ""
+                        )
                     ) from exc
                 wait = min(backoff, deadline - now)
                 logger.warning(
                     "cannot reach the RabbitMQ broker at %s (attempt %d: %s); trying again "
-                    "in %.1fs, for %.0fs more at most",
+                    "in %.1fs, for %.1fs more at most",
                     mask_url(node),
                     attempt,
                     reason,
