@@ -64,7 +64,7 @@ async def test_failed_events_are_answered_after_the_fix_and_replay(
                 answered[str(event.correlation_id)] = event
 
         collector = asyncio.create_task(collect())
-        await asyncio.sleep(0.2)  # the follower is registered
+        await asyncio.sleep(0)  # the collector runs: it registers before its first await
         sent = [await client.publish({"question": q}) for q in questions]
 
         store = bus.dead_letters(STAGE_NAMES)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragbus.bus.base import Bus, MessageHandler
+from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
 from ragbus.bus.rabbitmq.consumer import Consumers, Subscription
 from ragbus.bus.rabbitmq.dead_letters import RabbitMQDeadLetters
@@ -200,7 +201,8 @@ class RabbitMQBus(Bus):
     async def start(self) -> None:
         """Declare and consume every subscribed stage (except paused ones), and start the
         watchdog."""
-        self.connection.robust  # noqa: B018 - raises when not connected
+        if not self.connection.is_open:
+            raise BusError("the bus is not connected: call connect() first")
         self.consumers.started = True
         for subscription in list(self.consumers.subscriptions.values()):
             await self.consumers.open(subscription)

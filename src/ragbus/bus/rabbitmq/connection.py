@@ -110,7 +110,11 @@ class BrokerConnection:
 
     def on_reconnect(self, callback: Callable[..., Any]) -> None:
         """Call ``callback`` each time the connection has reconnected and restored its
-        channels."""
+        channels.
+
+        Parameters:
+            callback: called with aio-pika's arguments (the connection).
+        """
         self.robust.reconnect_callbacks.add(callback)
 
     async def open(self) -> None:

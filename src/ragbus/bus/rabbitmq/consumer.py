@@ -118,8 +118,12 @@ class Consumers:
         concurrency: int,
         ephemeral: bool,
     ) -> Subscription:
-        """Register ``stage`` (not consumed until :meth:`open`); see
-        :meth:`ragbus.bus.base.Bus.subscribe`."""
+        """Register ``stage`` (not consumed until :meth:`open`).
+
+        Parameters:
+            stage, event_types, handler, concurrency, ephemeral: see
+                :meth:`ragbus.bus.base.Bus.subscribe`.
+        """
         if stage in self.subscriptions:
             raise ValueError(f"stage {stage!r} is already subscribed")
         if concurrency < 1:

@@ -170,7 +170,12 @@ class Publisher:
 
     async def to_queue(self, queue: str, message: aio_pika.Message) -> None:
         """Publish ``message`` to ``queue`` only (the default exchange), confirmed and
-        ``mandatory``: :class:`UnroutableError` when the queue does not exist."""
+        ``mandatory``: :class:`UnroutableError` when the queue does not exist.
+
+        Parameters:
+            queue: the queue's name (a stage, retry or dead-letter queue).
+            message: the message (see :func:`build_message`).
+        """
         channel = self._channel
         if channel is None:
             raise BusError("the bus is not connected: call connect() first")

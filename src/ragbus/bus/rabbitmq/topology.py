@@ -186,7 +186,13 @@ class Declarer:
 
     async def stage(self, stage: str, event_types: Sequence[str]) -> None:
         """Declare ``stage``'s DLQ, retry queues and stage queue, bound to
-        ``event_types``."""
+        ``event_types``.
+
+        Parameters:
+            stage: the stage.
+            event_types: the event types its queue is bound to (bindings are only ever
+                added).
+        """
         topology = self.topology
         async with self._channel(f"stage {stage!r}") as channel:
             await channel.declare_queue(
@@ -222,8 +228,13 @@ class Declarer:
     async def sink(
         self, name: str, event_types: Sequence[str], *, max_length: int, ttl_s: float
     ) -> None:
-        """Declare the sink ``name`` bound to ``event_types`` (see
-        :meth:`Topology.sink_arguments`)."""
+        """Declare the sink ``name`` bound to ``event_types``.
+
+        Parameters:
+            name: the sink (queue ``<prefix>.<name>``).
+            event_types: the event types it keeps.
+            max_length, ttl_s: its bounds (see :meth:`Topology.sink_arguments`).
+        """
         topology = self.topology
         async with self._channel(f"sink {name!r}") as channel:
             queue = await channel.declare_queue(
