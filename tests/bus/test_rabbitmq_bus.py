@@ -582,7 +582,7 @@ async def test_unsettled_delivery_is_redelivered_after_a_drop(
     assert seen[1].redelivered
     release.set()  # the first handler returns, but its channel is gone: the ack fails
     await wait_for(lambda: "ack failed" in caplog.text, timeout=5)
-    assert bus.healthy
+    await wait_for(lambda: bus.healthy, timeout=5)
 
 
 def _rabbitmqctl() -> str:
@@ -696,3 +696,26 @@ async def test_ephemeral_subscription_survives_pause_and_resume(namespace: Names
     event = query(1)
     await bus.publish(event)
     await wait_for(lambda: seen == [str(event.id)])
+
+
+async def test_health_returns_after_a_reconnect_without_the_watchdog(
+    namespace: Namespace,
+) -> None:
+    _rabbitmqctl()
+    # a watchdog that never checks within the test: only the reopened channels can say
+    # that their consumers are back
+    bus = await namespace.bus(reconnect_interval=0.2, watchdog_interval=3600)
+    seen: list[str] = []
+
+    async def handle(message: InboundMessage) -> None:
+        seen.append(event_id(message))
+
+    bus.subscribe("retrieve", [EventType.QUERY_RECEIVED], handle, concurrency=2)
+    await bus.start()
+    assert bus.healthy
+    reconnects = count_reconnects(bus)
+    assert await drop_connections(f"ragbus:{namespace.prefix}") >= 1
+    await wait_for(lambda: len(reconnects) == 1, timeout=15)
+    await wait_for(lambda: bus.healthy, timeout=5)
+    await bus.publish(query(1))
+    await wait_for(lambda: len(seen) == 1, timeout=5)

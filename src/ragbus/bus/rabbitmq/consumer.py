@@ -165,6 +165,7 @@ class Consumers:
             await self.close_channel(subscription)
             channel = await self.connection.robust.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=subscription.concurrency)
+            channel.reopen_callbacks.add(self._on_reopen(subscription))
             subscription.channel = channel
             subscription.queue = await self._declare_queue(subscription, channel)
         elif subscription.ephemeral and subscription.consumer_tag is None:
@@ -246,6 +247,20 @@ class Consumers:
             subscription.underlay = await asyncio.wait_for(
                 channel.get_underlay_channel(), RPC_TIMEOUT_S
             )
+
+    def _on_reopen(
+        self, subscription: Subscription
+    ) -> Callable[[AbstractRobustChannel | None], Awaitable[None]]:
+        """A callback for when aio-pika has reopened the stage's channel (a reconnect)
+        and restored its consumer: look up the new underlying channel at once, so that
+        :attr:`Subscription.alive` (and the bus's health) need not wait for the
+        watchdog."""
+
+        async def reopened(channel: AbstractRobustChannel | None) -> None:
+            if channel is not None and channel is subscription.channel:
+                await self.refresh(subscription)
+
+        return reopened
 
     async def stop(self, grace: float) -> None:
         """Cancel every consumer, wait up to ``grace`` seconds for in-flight handlers,
