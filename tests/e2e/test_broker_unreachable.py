@@ -29,7 +29,7 @@ from ragbus.client import Client
 from ragbus.config import BusKind, Settings
 from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import Namespace
-from tests.tcp_proxy import TcpProxy, free_port
+from tests.tcp_proxy import TcpProxy, free_port, start_proxy
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -221,10 +221,11 @@ async def test_a_worker_a_gateway_and_a_client_wait_for_their_broker(
     caplog.set_level(logging.WARNING, logger="ragbus")
     broker = urlsplit(namespace.url)
     assert broker.hostname is not None and broker.port is not None
-    proxy = TcpProxy(broker.hostname, broker.port)
+    proxy_port = free_port()  # nobody listens here until the proxy starts
     behind_proxy = namespace.url.replace(
-        f"{broker.hostname}:{broker.port}", f"127.0.0.1:{proxy.port}"
+        f"{broker.hostname}:{broker.port}", f"127.0.0.1:{proxy_port}"
     )
+    proxy: TcpProxy | None = None
     common = {
         "bus": "rabbitmq",
         "amqp_url": behind_proxy,
@@ -253,7 +254,7 @@ async def test_a_worker_a_gateway_and_a_client_wait_for_their_broker(
             waited = "\n".join(process.lines)
             assert ":guest@" not in waited and "Traceback" not in waited, waited
 
-        await proxy.start()  # the broker is reachable from now on
+        proxy = start_proxy(namespace.url, port=proxy_port)  # the broker is reachable now
         await worker.wait_for_line("serving retrieve,generate", timeout=60)
         async with asyncio.timeout(60):
             await opening
@@ -279,7 +280,8 @@ async def test_a_worker_a_gateway_and_a_client_wait_for_their_broker(
         await client.close()
         await worker.stop()
         await gateway.stop()
-        await proxy.stop()
+        if proxy is not None:
+            proxy.stop()
 
 
 async def test_a_worker_waiting_for_its_broker_stops_on_sigterm(tmp_path: Path) -> None:
