@@ -4,9 +4,10 @@ transient events), a SQLite dead-letter file."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
-from ragbus.bus.base import DeadLetterFilter, DeadLetterReason, InboundMessage
+from ragbus.bus.base import DeadLetter, DeadLetterFilter, DeadLetterReason, InboundMessage
 from ragbus.bus.memory import TRANSIENT_WAIT_S, MemoryBus
 from ragbus.events import (
     AnswerToken,
@@ -137,3 +138,30 @@ async def test_transient_events_nobody_listens_to_are_not_counted(tmp_path: Path
     await bus.publish(token(source, 0), transient=True)
     assert bus.transient_dropped == 0
     await bus.close()
+
+
+async def test_a_damaged_sqlite_row_is_listed_with_what_can_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "dlq.sqlite3"
+    store = MemoryBus(dlq_path=path).dead_letters(["retrieve"])
+    sound = DeadLetter.from_body(
+        query(1), stage="retrieve", reason=DeadLetterReason.FAILED, error="x"
+    )
+    await store.add(sound)
+    with sqlite3.connect(path) as connection:  # another tool wrote this row, badly
+        connection.execute(
+            "INSERT INTO dead_letters VALUES (?,?,?,?,?,?,?)",
+            ("not-a-uuid", "retrieve", "gremlins", "E", None, "yesterday", "{not json"),
+        )
+    listed = await store.select(DeadLetterFilter())
+    assert len(listed) == 2
+    [damaged] = [letter for letter in listed if letter.notes]
+    assert (damaged.stage, damaged.reason, damaged.raw) == (
+        "retrieve",
+        DeadLetterReason.FAILED,
+        "{not json",
+    )
+    notes = " | ".join(damaged.notes)
+    assert "could not be read" in notes and "'not-a-uuid' is not a UUID" in notes
+    assert [x.id for x in await store.select(DeadLetterFilter())] == [x.id for x in listed]
+    assert await store.remove([damaged.id]) == 1
+    assert await store.select(DeadLetterFilter()) == [sound]
