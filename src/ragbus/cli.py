@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
 from ragbus.cli_common import (
     BusOption,
     CorpusOption,
+    ExitCode,
     configure_logging,
     fail,
     run,
@@ -61,7 +63,8 @@ def ask(
         fail("the question is empty")
     if corpus is not None and not corpus.exists():
         fail(f"corpus path does not exist: {corpus}")
-    settings = settings_from(bus=bus, corpus=corpus)
+    # one attempt to reach a broker: waiting helps nobody at a prompt
+    settings = settings_from(bus=bus, corpus=corpus, connect_timeout_s=0)
     from ragbus.client import Client
 
     async def go() -> Answer:
@@ -236,7 +239,6 @@ def serve(
     gateway refuses to listen beyond this machine. Limits and what the gateway trusts:
     docs/security.md.
     """
-    from ragbus.cli_common import ExitCode
     from ragbus.errors import ConfigurationError
     from ragbus.gateway import serve as serve_gateway
     from ragbus.gateway.exposure import check_exposure
@@ -262,7 +264,9 @@ def serve(
     )
     try:
         serve_gateway(settings)
-    except ConfigurationError as exc:
+    except BrokerUnavailableError as exc:
+        fail(str(exc), ExitCode.UNAVAILABLE)
+    except (BrokerRefusedError, ConfigurationError) as exc:
         fail(str(exc), ExitCode.CONFIGURATION)
     except (RagbusError, OSError) as exc:
         fail(str(exc))
@@ -287,7 +291,7 @@ def publish(
     from ragbus.publishing import parse_events
 
     configure_logging(False)
-    settings = settings_from(bus=bus)
+    settings = settings_from(bus=bus, connect_timeout_s=0)  # one attempt to reach a broker
     if settings.bus is BusKind.MEMORY:
         fail("publishing needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq)")
     if events:

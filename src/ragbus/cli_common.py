@@ -79,12 +79,17 @@ def settings_from(**overrides: object) -> Settings:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine``, turning ragbus's expected errors into one line each."""
+    from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
     from ragbus.client import AnswerTimeout
 
     try:
         return asyncio.run(coroutine)
     except ValidationError as exc:
         fail(describe_validation_error(exc).replace("invalid event: ", ""))
+    except BrokerUnavailableError as exc:
+        fail(str(exc), ExitCode.UNAVAILABLE)
+    except BrokerRefusedError as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
     except (RagbusError, InvalidEvent, AnswerTimeout) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

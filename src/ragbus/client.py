@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ragbus.bus.base import Bus, InboundMessage
+from ragbus.bus.base import Bus, InboundMessage, emitter
 from ragbus.bus.factory import make_bus
 from ragbus.config import BusKind, Settings
 from ragbus.events import (
@@ -145,7 +145,9 @@ class Client:
         return self._open
 
     async def open(self, *, follow: Sequence[str] = ()) -> None:
-        """Connect, start the embedded stages if any, and start listening.
+        """Connect, start the embedded stages if any, and start listening. On RabbitMQ
+        the connection waits for the broker up to ``settings.connect_timeout_s``, then
+        raises :class:`~ragbus.bus.errors.BrokerUnavailableError`.
 
         Parameters:
             follow: event types to follow besides the progress of asked questions.
@@ -157,7 +159,7 @@ class Client:
             stages = self.stages
             if stages is None:
                 streams = self.follow_tokens or self.settings.stream_tokens
-                emit = self.bus.publish_transient if streams else None
+                emit = emitter(self.bus) if streams else None
                 stages = rag_pipeline(self.settings, emit=emit)
             self.runtime = Runtime(self.bus, stages, settings=self.settings, sinks=SINKS)
             await self.runtime.declare_sinks()

@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
+from ragbus.bus.base import emitter
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
 from ragbus.errors import ConfigurationError
@@ -77,11 +78,24 @@ async def run_worker(
         loop.add_signal_handler(signum, stop.set)
     bus = make_bus(settings)
     stages = select_stages(
-        settings, stage_names, emit=bus.publish_transient if settings.stream_tokens else None
+        settings, stage_names, emit=emitter(bus) if settings.stream_tokens else None
     )
     metrics = Metrics()
     runtime = Runtime(bus, stages, settings=settings, metrics=metrics, sinks=SINKS)
-    await bus.connect()
+    # Connecting may wait for the broker (RAGBUS_CONNECT_TIMEOUT_S): a signal ends the wait.
+    connecting = asyncio.ensure_future(bus.connect())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        await bus.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        logger.warning("worker %s stopped before it reached the broker", settings.worker_id)
+        return
+    await connecting
 
     consuming = False
 

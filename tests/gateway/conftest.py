@@ -12,6 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from ragbus.bus.base import emitter
 from ragbus.client import Client
 from ragbus.config import Settings
 from ragbus.events import Envelope
@@ -70,7 +71,7 @@ async def make_client(
         bus = make_bus()
         stages = [
             recorder.wrap(stage) if stage.name == GENERATE else stage
-            for stage in rag_pipeline(settings, emit=bus.publish_transient)
+            for stage in rag_pipeline(settings, emit=emitter(bus))
         ]
         client = Client(settings, bus=bus, run_pipeline=True, stages=stages, follow_tokens=True)
         await client.open()

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     )
     exchange: str = Field(default="ragbus.events", description="RabbitMQ topic exchange")
     queue_prefix: str = Field(default="ragbus", description="prefix of every stage queue name")
+    connect_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="how long a worker, the gateway or a Client keeps trying to reach the "
+        "broker when it starts (with backoff, one log line per attempt) before it exits; "
+        "one-shot commands (ask, publish, dlq) try once",
+    )
 
     corpus: Path | None = Field(
         default=None,

@@ -3,9 +3,10 @@
 A handler returns its outputs; the runtime publishes them (confirmed) and only then
 acknowledges the input. Some progress is worth sending *while* the handler works, such as
 an answer's tokens as the LM writes them. A handler that can do so takes an optional
-``emit`` callback (:data:`Emit`) when it is built: the pipeline's wiring passes the bus's
-:meth:`~ragbus.bus.base.Bus.publish_transient`, or nothing, and the handler does not
-stream. The handler still imports no bus code: it only calls a function.
+``emit`` callback (:data:`Emit`) when it is built: the pipeline's wiring passes
+:func:`ragbus.bus.base.emitter` (the bus's ``publish(..., transient=True)``), or nothing,
+and the handler does not stream. The handler still imports no bus code: it only calls a
+function.
 
 An emitted event is *transient*: published at most once, not persisted, dropped when
 nobody listens, never retried or dead-lettered, and ``emit`` never raises (except on

@@ -131,7 +131,7 @@ class GenerateHandler:
         record_history: keep DSPy's call history and trace, for debugging
             (default false).
         emit: publishes interim events (default: none, the answer is not streamed);
-            the wiring passes the bus's ``publish_transient``.
+            the wiring passes ``ragbus.bus.base.emitter(bus)``.
     """
 
     def __init__(

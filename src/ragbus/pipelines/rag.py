@@ -40,7 +40,7 @@ def rag_pipeline(
         lm: the ``dspy.LM`` to generate with (default: ``build_lm(settings)``).
         emit: publishes transient events; with it the generate stage streams each
             answer as ``answer_token`` events (default: none, no streaming). Pass the
-            bus's ``publish_transient``.
+            bus's transient publish (``ragbus.bus.base.emitter(bus)``).
     """
     retrieve = RetrieveHandler(
         index if index is not None else load_index(settings.corpus), default_k=settings.top_k
