@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import shutil
 import uuid
@@ -647,12 +646,8 @@ async def test_consumers_resume_after_the_connection_drops(namespace: Namespace)
     assert Counter(seen[2:]) == Counter(str(e.id) for e in events for _ in range(2))
 
 
+@pytest.mark.broker_restart
 async def test_consumers_resume_after_a_broker_restart(namespace: Namespace) -> None:
-    if not os.environ.get("RAGBUS_TEST_BROKER_RESTART"):
-        unavailable(
-            "opt-in: restarts the broker (rabbitmqctl stop_app/start_app); "
-            "set RAGBUS_TEST_BROKER_RESTART=1 on a broker nobody else uses"
-        )
     ctl = _rabbitmqctl()
     bus = await namespace.bus(reconnect_interval=0.5, watchdog_interval=0.5)
     seen: list[str] = []
