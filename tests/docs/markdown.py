@@ -82,7 +82,12 @@ class Block:
     @property
     def name(self) -> str:
         """``docs/events.md:123`` (the opening fence's line)."""
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        return f"{shown_path(self.path)}:{self.line}"
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class _Fence(NamedTuple):
@@ -129,7 +134,7 @@ def blocks(path: Path) -> list[Block]:
     pending: str | None = None  # reason of a "skip: next" waiting for its block
     skipping: str | None = None  # reason of an open "skip: start"
     for example in document.examples():
-        where = f"{path.relative_to(ROOT)}:{example.line}"
+        where = f"{shown_path(path)}:{example.line}"
         parsed = example.region.parsed
         if isinstance(parsed, _Fence):
             found.append(Block(path, example.line, parsed.info, parsed.source, pending or skipping))
@@ -147,9 +152,9 @@ def blocks(path: Path) -> list[Block]:
         else:
             raise ValueError(f"{where}: unknown skip action {action!r}")
     if pending is not None:
-        raise ValueError(f"{path.relative_to(ROOT)}: 'skip: next' with no block after it")
+        raise ValueError(f"{shown_path(path)}: 'skip: next' with no block after it")
     if skipping is not None:
-        raise ValueError(f"{path.relative_to(ROOT)}: 'skip: start' without 'skip: end'")
+        raise ValueError(f"{shown_path(path)}: 'skip: start' without 'skip: end'")
     return found
 
 

@@ -113,7 +113,7 @@ async def run_shell(block: Block, sandbox: Sandbox) -> None:
     assert not problems, "\n".join([*problems, sandbox.describe()])
 
 
-def _state_after(state: str, env: dict[str, str], cwd: Path) -> tuple[dict[str, str], Path]:
+def _state_after(state: Path, env: dict[str, str], cwd: Path) -> tuple[dict[str, str], Path]:
     """The environment and folder a command left (as they were if it exited early)."""
     try:
         raw = Path(f"{state}.env").read_bytes()

@@ -53,7 +53,7 @@ GATEWAY_LINE = re.compile(r"ragbus gateway on http://(?P<host>[^\s:/]+):(?P<port
 _DEFAULT_AMQP_URL = re.compile(r"amqp://guest:guest@(?:localhost|127\.0\.0\.1):5672/")
 _DEFAULT_REDIS_URL = re.compile(r"redis://(?:localhost|127\.0\.0\.1):6379/\d+")
 _DEFAULT_EXCHANGE = Settings.model_fields["exchange"].default
-_EXCHANGE_NAME = re.compile(rf"(?<![\w.-]){re.escape(_DEFAULT_EXCHANGE)}(?![\w-])")
+_EXCHANGE_NAME = re.compile(rf"(?<![\w.-]){re.escape(_DEFAULT_EXCHANGE)}(?![\w-]|\.\w)")
 _URL_PORT = re.compile(r"(?P<host>localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]):(?P<port>\d{2,5})\b")
 _PORT_OPTION = re.compile(r"(?P<flag>--port[ =])(?P<port>\d+)\b")
 
