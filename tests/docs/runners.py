@@ -11,7 +11,8 @@
 - ``json``: an event, validated against the schemas ``ragbus schema`` prints.
 
 Every command must exit 0 without a traceback, and print what the text says it prints
-(:mod:`tests.docs.outputs`).
+(:mod:`tests.docs.outputs`): the output shown under it if the block shows one, else what
+the docs say of that command.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from tests.docs.markdown import ROOT, Block
 from tests.docs.outputs import check_program_output, check_shown_output
 from tests.docs.sandbox import Sandbox
-from tests.docs.schemas import validate_event
+from tests.docs.schemas import gateway_bodies, validate_event
 from tests.docs.shell import split_commands
 
 #: Longest a command of an example may take.
@@ -104,9 +105,10 @@ async def run_shell(block: Block, sandbox: Sandbox) -> None:
         if here is cwd:
             env, cwd = _state_after(state, env, cwd)
         try:
-            if command.expected is not None:
+            if command.expected is not None:  # the text's own statement of the output
                 check_shown_output(command.expected, result.stdout)
-            check_program_output(shlex.split(text, comments=True), result.stdout)
+            else:
+                check_program_output(shlex.split(text, comments=True), result.stdout)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{result.describe()}") from None
     problems = await sandbox.stop_services()
@@ -133,43 +135,40 @@ def _printed_something(result: Completed, block: Block) -> None:
     assert not {"None", "undefined", "null"} & set(lines), f"printed a null\n{result.describe()}"
 
 
-async def run_python(block: Block, sandbox: Sandbox) -> None:
-    """Save the block as ``example.py`` and run it with ``python``."""
-    path = sandbox.workdir / "example.py"
+async def _run_file(block: Block, sandbox: Sandbox, name: str, program: str, prints: str) -> None:
+    """Save the block (rewritten) as ``name`` in the sandbox, run ``program name``, and
+    check that it printed something when its source calls the ``prints`` function."""
+    path = sandbox.workdir / name
     path.write_text(sandbox.rewrite(block.source))
     result = await run_process(
-        ["python", path.name],
+        [program, name],
         env=sandbox.env,
         cwd=sandbox.workdir,
-        shown=f"python {path.name}",
+        shown=f"{program} {name}",
         timeout=COMMAND_TIMEOUT_S,
     )
     _succeeded(result, sandbox)
-    if re.search(r"\bprint\(", block.source):
+    if re.search(rf"\b{re.escape(prints)}\(", block.source):
         _printed_something(result, block)
+
+
+async def run_python(block: Block, sandbox: Sandbox) -> None:
+    """Save the block as ``example.py`` and run it with ``python``."""
+    await _run_file(block, sandbox, "example.py", "python", "print")
 
 
 async def run_javascript(block: Block, sandbox: Sandbox, modules: Path) -> None:
     """Save the block as a module of its kind and run it with ``node``."""
     is_module = re.search(r"^\s*(import|export)\b", block.source, re.MULTILINE)
-    path = sandbox.workdir / ("example.mjs" if is_module else "example.cjs")
-    path.write_text(sandbox.rewrite(block.source))
     os.symlink(modules, sandbox.workdir / "node_modules")
-    result = await run_process(
-        ["node", path.name],
-        env=sandbox.env,
-        cwd=sandbox.workdir,
-        shown=f"node {path.name}",
-        timeout=COMMAND_TIMEOUT_S,
-    )
-    _succeeded(result, sandbox)
-    if re.search(r"\bconsole\.log\(", block.source):
-        _printed_something(result, block)
+    name = "example.mjs" if is_module else "example.cjs"
+    await _run_file(block, sandbox, name, "node", "console.log")
 
 
 def check_json(block: Block) -> None:
-    """A JSON block is valid JSON, and an event (``type`` and ``payload``) is one that
-    the published schemas and ragbus accept."""
+    """A JSON block is valid JSON and follows a schema ragbus publishes: an event
+    (``type`` and ``payload``) the ``ragbus schema`` one, anything else one of the
+    gateway's OpenAPI bodies."""
     try:
         value = json.loads(block.source)
     except ValueError as exc:
@@ -177,7 +176,7 @@ def check_json(block: Block) -> None:
     if isinstance(value, dict) and {"type", "payload"} <= set(value):
         validate_event(value)
         return
-    raise AssertionError(
-        f"{block.name}: no schema known for this JSON (events are checked against "
-        "`ragbus schema`); teach tests/docs/runners.py which schema it follows"
+    assert gateway_bodies(value), (
+        f"{block.name}: this JSON follows no schema ragbus publishes (`ragbus schema` for "
+        "events, /openapi.json for the gateway's bodies)"
     )

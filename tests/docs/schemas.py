@@ -1,8 +1,10 @@
-"""The JSON Schemas ``ragbus schema`` prints, and events checked against them.
+"""The JSON Schemas ragbus publishes, and the docs' JSON checked against them.
 
 An event in the docs must be what a producer in another language would send after
 reading ``ragbus schema``: it must validate against the envelope's schema and its
 type's payload schema (draft 2020-12, formats checked), and ragbus must decode it.
+Any other JSON must be a body of the gateway's OpenAPI document (``/openapi.json``):
+one of its schemas must name every key of it and accept it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from ragbus.events import InvalidEvent, decode_envelope
+from ragbus.gateway.openapi import openapi_document
 
 #: The ``ragbus`` command of the environment running the tests.
 RAGBUS = str(Path(sys.executable).parent / "ragbus")
@@ -62,3 +65,20 @@ def validate_event(event: Any) -> None:
         decode_envelope(json.dumps(event))
     except InvalidEvent as exc:
         raise AssertionError(f"ragbus refuses the {event_type} event: {exc}") from None
+
+
+def gateway_bodies(value: Any) -> list[str]:
+    """The gateway's OpenAPI schemas that ``value`` is an instance of (those that name
+    every key of it, require none it lacks, and accept it)."""
+    if not isinstance(value, dict):
+        return []
+    components = openapi_document()["components"]
+    found = []
+    for name, schema in components["schemas"].items():
+        properties = set(schema.get("properties", {}))
+        if not set(value) <= properties or not set(schema.get("required", ())) <= set(value):
+            continue
+        document = {"$ref": f"#/components/schemas/{name}", "components": components}
+        if Draft202012Validator(document, format_checker=FormatChecker()).is_valid(value):
+            found.append(name)
+    return found

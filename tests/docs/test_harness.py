@@ -204,12 +204,14 @@ def json_block(value: object) -> Block:
 
 def test_json_events_are_checked_against_the_published_schemas() -> None:
     check_json(json_block({"type": "query_received", "payload": {"question": "q"}}))
+    check_json(json_block({"error": "unauthorized", "message": "a bearer token is needed"}))
     broken = [
         ({"type": "query_received", "payload": {"question": "q", "k": 0}}, "payload"),
         ({"type": "query_received", "payload": {"question": "q", "topk": 4}}, "payload"),
         ({"type": "query_received", "payload": {"question": "q"}, "id": "x"}, "id"),
         ({"type": "questions", "payload": {}}, "unknown event type"),
-        ({"error": "timeout"}, "no schema known"),
+        ({"error": "timeout"}, "follows no schema"),
+        ({"error": "timeout", "message": "m", "status": 504}, "follows no schema"),
     ]
     for value, message in broken:
         with pytest.raises(AssertionError, match=message):
