@@ -40,11 +40,10 @@ def pytest_runtest_makereport(
     report = yield
     callspec = getattr(item, "callspec", None)
     block = callspec.params.get("block") if callspec is not None else None
-    if isinstance(block, Block) and (report.when == "call" or not report.passed):
+    decided = report.when == "call" or (report.when == "setup" and not report.passed)
+    if isinstance(block, Block) and decided:
         outcome = "skipped" if report.skipped else report.outcome
-        item.config.stash[REPORT].outcomes.setdefault(block.name, (block, outcome))
-        if report.when == "call" or report.failed:
-            item.config.stash[REPORT].outcomes[block.name] = (block, outcome)
+        item.config.stash[REPORT].outcomes[block.name] = (block, outcome)
     return report
 
 

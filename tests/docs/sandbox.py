@@ -29,8 +29,6 @@ import re
 import socket
 import sys
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -39,11 +37,11 @@ from ragbus.cli import worker as worker_command
 from ragbus.config import Settings
 from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import Namespace
+from tests.docs.needs import GATEWAY_PORT, Needs
+from tests.docs.seeds import NOTES, dead_letters
 from tests.docs.shell import Command
 from tests.process.workers import OPS_LINE, WorkerProcess, Workers, poll
 
-#: The gateway's default port (``RAGBUS_GATEWAY_PORT``).
-GATEWAY_PORT = int(Settings.model_fields["gateway_port"].default)
 #: ``ragbus worker``'s default ``--port`` (its /healthz and /metrics).
 WORKER_PORT = int(inspect.signature(worker_command).parameters["port"].default)
 
@@ -57,66 +55,12 @@ _EXCHANGE_NAME = re.compile(rf"(?<![\w.-]){re.escape(_DEFAULT_EXCHANGE)}(?![\w-]
 _URL_PORT = re.compile(r"(?P<host>localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]):(?P<port>\d{2,5})\b")
 _PORT_OPTION = re.compile(r"(?P<flag>--port[ =])(?P<port>\d+)\b")
 
-#: Documents in ``~/notes`` for examples that index a folder of the reader's own.
-NOTES = {
-    "release.md": "# Release plan\n\nThe release is on Friday, after the last review.\n",
-    "ferns.md": "# Ferns\n\nFerns are plants that reproduce with spores instead of seeds.\n",
-}
-
-#: A dead letter shown by id in the README (``ragbus dlq show 3f2a9c1e``).
-SHOWN_DEAD_LETTER = uuid.UUID("3f2a9c1e-7b4d-4c2a-9e51-0d6f8a2b7c13")
-
 
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What an example needs from its deployment, read from its text.
-
-    Parameters:
-        rabbitmq: it uses RabbitMQ (``--bus rabbitmq``, ``bus="rabbitmq"``, an AMQP client).
-        redis: it uses Redis (a ``redis://`` URL or ``RAGBUS_CACHE_URL``).
-        workers: it asks or publishes over RabbitMQ without starting workers itself.
-        gateway: it calls the gateway's port without starting ``ragbus serve`` itself.
-        dead_letters: it operates the dead-letter queues (``ragbus dlq``).
-        node: it is JavaScript, run with Node.js.
-    """
-
-    rabbitmq: bool = False
-    redis: bool = False
-    workers: bool = False
-    gateway: bool = False
-    dead_letters: bool = False
-    node: bool = False
-
-
-_RABBITMQ = re.compile(
-    r"--bus[ =]rabbitmq|bus=\"rabbitmq\"|RAGBUS_BUS=rabbitmq|amqp://|require\(\"amqplib\"\)"
-    r"|from \"amqplib\"|import pika"
-)
-_REDIS = re.compile(r"redis://|RAGBUS_CACHE_URL")
-_GATEWAY_URL = re.compile(rf"(?:localhost|127\.0\.0\.1):{GATEWAY_PORT}\b")
-
-
-def needs_of(language: str, source: str, commands: list[Command]) -> Needs:
-    """What an example in ``language`` with ``source`` (and, for shell, ``commands``)
-    needs besides what it starts itself."""
-    rabbitmq = bool(_RABBITMQ.search(source))
-    starts_workers = any(command.service == "worker" for command in commands)
-    starts_gateway = any(command.service == "serve" for command in commands)
-    return Needs(
-        rabbitmq=rabbitmq,
-        redis=bool(_REDIS.search(source)),
-        workers=rabbitmq and not starts_workers,
-        gateway=bool(_GATEWAY_URL.search(source)) and not starts_gateway,
-        dead_letters="ragbus dlq" in source,
-        node=language == "javascript",
-    )
 
 
 class Sandbox:
@@ -337,75 +281,26 @@ class Sandbox:
         if self.redis_url is not None:
             await self._delete_cache_keys()
 
+    async def cache_keys(self) -> list[bytes]:
+        """The keys of this example's cache namespace in Redis (none without Redis)."""
+        if self.redis_url is None:
+            return []
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(self.redis_url)
+        try:
+            return [key async for key in client.scan_iter(match=f"{self.cache_namespace}*")]
+        finally:
+            await client.aclose()
+
     async def _delete_cache_keys(self) -> None:
         """Delete the keys of this example's cache namespace (and only those)."""
         from redis.asyncio import Redis
 
-        client = Redis.from_url(self.redis_url or "")
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{self.cache_namespace}*")]
-            if keys:
+        keys = await self.cache_keys()
+        if keys:
+            client = Redis.from_url(self.redis_url or "")
+            try:
                 await client.delete(*keys)
-        finally:
-            await client.aclose()
-
-
-def dead_letters() -> list[dict[str, object]]:
-    """Dead letters as ``ragbus dlq export`` writes them: a generate failure (the LM
-    server failed five times; replayable), a retrieve ``invalid`` and a ``failed`` one."""
-    now = datetime.now(UTC).isoformat()
-    question = "How does ragbus handle a failed event?"
-    retrieved = {
-        "id": "ddb48a6c-b4cb-59d9-aeec-a6816b2199bf",
-        "type": "documents_retrieved",
-        "version": 1,
-        "correlation_id": "e4d051d2-a2e3-483d-8133-c9ba3fa42e7e",
-        "causation_id": "e4d051d2-a2e3-483d-8133-c9ba3fa42e7e",
-        "created_at": now,
-        "payload": {
-            "question": question,
-            "passages": [
-                {
-                    "doc_id": "failures.md#0",
-                    "title": "How ragbus handles a failed event",
-                    "text": "When an event fails, ragbus classifies the failure once.",
-                    "score": 3.2,
-                }
-            ],
-            "history": [],
-            "timings_ms": {"retrieve": 0.5},
-        },
-    }
-    record = {"first_failed_at": now, "last_failed_at": now, "worker_id": "docs:1"}
-    return [
-        {
-            "id": str(SHOWN_DEAD_LETTER),
-            "stage": "generate",
-            "reason": "failed",
-            "error_type": "LMServerError",
-            "error_message": "503 Service Unavailable",
-            "attempts": 5,
-            "envelope": retrieved,
-            **record,
-        },
-        {
-            "id": str(uuid.uuid4()),
-            "stage": "retrieve",
-            "reason": "invalid",
-            "error_type": "InvalidEvent",
-            "error_message": "payload.question: String should have at least 1 character",
-            "attempts": 1,
-            "envelope": {"type": "query_received", "payload": {"question": ""}},
-            **record,
-        },
-        {
-            "id": str(uuid.uuid4()),
-            "stage": "generate",
-            "reason": "failed",
-            "error_type": "TimeoutError",
-            "error_message": "the handler took longer than 60s",
-            "attempts": 5,
-            "envelope": {**retrieved, "id": str(uuid.uuid4())},
-            **record,
-        },
-    ]
+            finally:
+                await client.aclose()

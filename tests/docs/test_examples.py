@@ -16,9 +16,10 @@ import pytest
 from tests.conftest import unavailable
 from tests.docs.conftest import ExampleReport
 from tests.docs.markdown import LANGUAGES, Block, all_blocks
+from tests.docs.needs import Needs, needs_of
 from tests.docs.node import node_modules
 from tests.docs.runners import check_json, run_javascript, run_python, run_shell
-from tests.docs.sandbox import Needs, Sandbox, needs_of
+from tests.docs.sandbox import Sandbox
 from tests.docs.shell import split_commands
 
 BLOCKS = list(all_blocks())
@@ -85,6 +86,8 @@ async def test_example_runs_as_written(
         else:
             assert modules is not None
             await run_javascript(block, sandbox, modules)
+        if needs.redis:
+            assert await sandbox.cache_keys(), f"{block.name} uses Redis, yet wrote nothing there"
     finally:
         example_report.rewritten.update(sandbox.rewrites)
         await sandbox.close()

@@ -10,6 +10,7 @@ import pytest
 
 from tests.docs.conftest import ExampleReport, summary_lines
 from tests.docs.markdown import Block, blocks
+from tests.docs.needs import GATEWAY_PORT, Needs, needs_of
 from tests.docs.outputs import (
     check_event_stream,
     check_program_output,
@@ -17,7 +18,7 @@ from tests.docs.outputs import (
     simple_commands,
 )
 from tests.docs.runners import check_json
-from tests.docs.sandbox import GATEWAY_PORT, Needs, Sandbox, needs_of
+from tests.docs.sandbox import Sandbox
 from tests.docs.shell import split_commands
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
