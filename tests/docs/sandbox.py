@@ -40,7 +40,8 @@ from tests.amqp import Namespace
 from tests.docs.needs import GATEWAY_PORT, Needs
 from tests.docs.seeds import NOTES, dead_letters
 from tests.docs.shell import Command
-from tests.process.workers import OPS_LINE, WorkerProcess, Workers, poll
+from tests.polling import wait_until
+from tests.process.workers import OPS_LINE, WorkerProcess, Workers
 
 #: ``ragbus worker``'s default ``--port`` (its /healthz and /metrics).
 WORKER_PORT = int(inspect.signature(worker_command).parameters["port"].default)
@@ -203,18 +204,19 @@ class Sandbox:
                 return False
             return response.status_code == 200
 
-        await poll(
+        await wait_until(
             ready,
+            what=f"{process.name}'s /readyz to answer 200",
             timeout=60,
             interval=0.1,
-            message=lambda: f"{process.name}: /readyz never answered 200\n{process.describe()}",
+            report=process.describe,
         )
 
     async def provide(self) -> None:
         """Start what the example needs but does not start itself (see :class:`Needs`)."""
         if self.needs.workers:
             assert self.namespace is not None
-            self.workers = Workers(self.namespace, self.logs)
+            self.workers = Workers(self.logs, namespace=self.namespace)
             await self.workers.start("all", timeout=60)
         if self.needs.gateway:
             bus = " --bus rabbitmq" if self.needs.rabbitmq else ""
