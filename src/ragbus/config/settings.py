@@ -9,11 +9,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
+import platformdirs
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
 OFFLINE_MODEL = "offline/extractive"
+#: Default largest corpus document, in bytes.
+CORPUS_MAX_FILE_BYTES = 32 * 1024 * 1024
+#: Default largest number of documents in a corpus folder.
+CORPUS_MAX_FILES = 10_000
 
 
 class BusKind(StrEnum):
@@ -21,6 +26,13 @@ class BusKind(StrEnum):
 
     MEMORY = "memory"
     RABBITMQ = "rabbitmq"
+
+
+def default_dlq_path() -> Path:
+    """Where the memory bus keeps dead letters unless ``RAGBUS_DLQ_PATH`` says otherwise:
+    ``dlq.sqlite3`` in the user's data directory (``$XDG_DATA_HOME/ragbus``, by default
+    ``~/.local/share/ragbus``, on Linux), the same wherever a command runs."""
+    return Path(platformdirs.user_data_dir("ragbus", appauthor=False)) / "dlq.sqlite3"
 
 
 def _default_worker_id() -> str:
@@ -47,6 +59,16 @@ class Settings(BaseSettings):
         description="folder of .md/.txt/.jsonl documents, or an index built by `ragbus index`; "
         "default: the bundled ragbus guide",
     )
+    corpus_max_file_bytes: int = Field(
+        default=CORPUS_MAX_FILE_BYTES,
+        ge=1,
+        description="largest corpus document read (bytes); a larger one is an error naming it",
+    )
+    corpus_max_files: int = Field(
+        default=CORPUS_MAX_FILES,
+        ge=1,
+        description="most documents read from a corpus folder; more is an error",
+    )
     top_k: int = Field(default=4, ge=1, le=50, description="passages retrieved per question")
 
     lm_model: str = Field(default=OFFLINE_MODEL, description="LiteLLM model string")
@@ -70,7 +92,9 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="drain time on stop")
     dlq_path: Path = Field(
-        default=Path(".ragbus/dlq.sqlite3"), description="memory bus: SQLite file of dead letters"
+        default_factory=default_dlq_path,
+        description="memory bus: SQLite file of dead letters; default dlq.sqlite3 in the "
+        "user's data directory (~/.local/share/ragbus on Linux)",
     )
     redelivery_delays_s: tuple[PositiveFloat, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0),
