@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from ragbus.config import BusKind, Settings, load_settings
-from ragbus.errors import RagbusError
+from ragbus.errors import ConfigurationError, RagbusError
 from ragbus.events import InvalidEvent, describe_validation_error
 
 T = TypeVar("T")
@@ -74,7 +74,10 @@ def settings_from(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except ValidationError as exc:
-        fail(describe_validation_error(exc).replace("invalid event", "invalid setting"))
+        fail(
+            describe_validation_error(exc).replace("invalid event", "invalid setting"),
+            ExitCode.CONFIGURATION,
+        )
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -85,6 +88,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     except ValidationError as exc:
         fail(describe_validation_error(exc).replace("invalid event: ", ""))
+    except ConfigurationError as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
     except (RagbusError, InvalidEvent, AnswerTimeout) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason
 from ragbus.bus.memory import MemoryBus
 from ragbus.cli import app
 from ragbus.client import Client
-from ragbus.config import Settings
+from ragbus.config import Settings, default_dlq_path
 from ragbus.dlq import replay, replay_event
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope, EventType, QueryReceived, new_event
@@ -152,7 +152,10 @@ runner = CliRunner()
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder, no RAGBUS_ settings, and a user data directory of the test's own
+    (where the memory bus keeps its dead letters by default)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     for name in list(os.environ):
         if name.startswith("RAGBUS_"):
             monkeypatch.delenv(name)
@@ -183,7 +186,7 @@ def test_cli_lists_shows_replays_and_empties_the_dlq(workdir: Path) -> None:
             b"garbage", stage="retrieve", reason=DeadLetterReason.INVALID, error="x"
         )
     )
-    asyncio.run(seed(workdir / ".ragbus/dlq.sqlite3", letters))
+    asyncio.run(seed(default_dlq_path(), letters))
 
     listed = runner.invoke(app, ["dlq", "list"])
     assert listed.exit_code == 0, listed.output
@@ -210,7 +213,7 @@ def test_cli_lists_shows_replays_and_empties_the_dlq(workdir: Path) -> None:
 
 def test_cli_purge_asks_first_and_export_import_round_trip(workdir: Path, tmp_path: Path) -> None:
     letters = [failed_query(f"q{n}") for n in range(3)] + [failed_query("g", stage="generate")]
-    asyncio.run(seed(workdir / ".ragbus/dlq.sqlite3", letters))
+    asyncio.run(seed(default_dlq_path(), letters))
     export = tmp_path / "letters.jsonl"
 
     exported = runner.invoke(app, ["dlq", "export", str(export), "--stage", "retrieve"])
