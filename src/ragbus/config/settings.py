@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
 OFFLINE_MODEL = "offline/extractive"
+#: Default bound of the in-process result cache, in bytes.
+CACHE_MAX_BYTES = 64 * 1024 * 1024
 #: Default largest corpus document, in bytes.
 CORPUS_MAX_FILE_BYTES = 32 * 1024 * 1024
 #: Default largest number of documents in a corpus folder.
@@ -126,6 +128,12 @@ class Settings(BaseSettings):
         default="ragbus", description="prefix of every cache key (several deployments, one Redis)"
     )
     cache_ttl_s: int = Field(default=3600, ge=1, description="time to live of cached results")
+    cache_max_bytes: int = Field(
+        default=CACHE_MAX_BYTES,
+        ge=1024,
+        description="in-process cache (no cache_url): memory it may hold, in bytes; the least "
+        "recently used results go first",
+    )
     coalesce_lease_s: float = Field(default=30.0, gt=0, description="cross-worker compute lease")
     dedup: bool = Field(default=True, description="drop redelivered events already processed")
 

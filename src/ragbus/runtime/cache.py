@@ -16,6 +16,7 @@ from typing import Any
 from aiocache import Cache
 from aiocache.serializers import JsonSerializer
 
+from ragbus.config.settings import CACHE_MAX_BYTES
 from ragbus.runtime.local_cache import LocalCache
 from ragbus.runtime.metrics import Metrics
 
@@ -31,6 +32,8 @@ class SharedCache:
     Parameters:
         url: ``redis://host:port/db`` for Redis; None for a bounded in-memory cache.
         ttl_s: default time to live of an entry, in seconds (default 3600).
+        max_bytes: bound of the in-memory cache, in bytes (default
+            :data:`~ragbus.config.settings.CACHE_MAX_BYTES`; unused with Redis).
         namespace: prefix of every key (default ``ragbus``).
         metrics: where hits, misses and errors are counted (default: a private set).
         timeout_s: time limit of one cache operation (default 0.5).
@@ -41,6 +44,7 @@ class SharedCache:
         url: str | None = None,
         *,
         ttl_s: int = 3600,
+        max_bytes: int = CACHE_MAX_BYTES,
         namespace: str = "ragbus",
         metrics: Metrics | None = None,
         timeout_s: float = 0.5,
@@ -55,8 +59,8 @@ class SharedCache:
             self.backend.timeout = timeout_s
         else:
             # In process, values are kept as they are (JSON-able lists and dicts that
-            # nobody changes) in a bounded dict.
-            self.backend = LocalCache()
+            # nobody changes) in a dict bounded by bytes.
+            self.backend = LocalCache(max_bytes=max_bytes)
         self._last_warning = 0.0
 
     @property

@@ -58,6 +58,7 @@ class Guards:
         cache = SharedCache(
             settings.cache_url.get_secret_value() if settings.cache_url else None,
             ttl_s=settings.cache_ttl_s,
+            max_bytes=settings.cache_max_bytes,
             namespace=settings.cache_namespace,
             metrics=metrics,
         )
