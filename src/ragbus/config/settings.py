@@ -134,7 +134,13 @@ class Settings(BaseSettings):
         description="in-process cache (no cache_url): memory it may hold, in bytes; the least "
         "recently used results go first",
     )
-    coalesce_lease_s: float = Field(default=30.0, gt=0, description="cross-worker compute lease")
+    coalesce_lease_s: float = Field(
+        default=3.0,
+        ge=0.3,
+        le=60.0,
+        description="shared cache: how long the lease of a worker computing a result "
+        "outlives it if it dies (renewed every third of this while it works)",
+    )
     dedup: bool = Field(default=True, description="drop redelivered events already processed")
 
     worker_id: str = Field(default_factory=_default_worker_id, description="name in dead letters")
