@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
@@ -37,6 +39,34 @@ def default_dlq_path() -> Path:
     return Path(platformdirs.user_data_dir("ragbus", appauthor=False)) / "dlq.sqlite3"
 
 
+def check_url(url: str, *, schemes: Collection[str], example: str) -> None:
+    """Raise ``ValueError`` unless every comma-separated part of ``url`` is a URL with
+    one of ``schemes``, a host and a valid port. The message never repeats the URL: it
+    may hold a password, and a URL that does not parse cannot be masked.
+
+    Parameters:
+        url: one URL, or several separated by commas (the nodes of a cluster).
+        schemes: the schemes allowed.
+        example: a well-formed URL to show instead.
+    """
+    for part in url.split(","):
+        try:
+            parsed = urlsplit(part.strip())
+            parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parsed = None
+        if (
+            parsed is None
+            or parsed.scheme not in schemes
+            or not parsed.hostname
+            or any(c.isspace() for c in part.strip())
+        ):
+            raise ValueError(
+                f"not a valid {' or '.join(f'{s}://' for s in sorted(schemes))} URL "
+                f"(the value is not shown: it may hold a password); expected e.g. {example}"
+            )
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -45,7 +75,13 @@ class Settings(BaseSettings):
     """All of ragbus's configuration. See the README's Configuration table."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RAGBUS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RAGBUS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A validation error would repeat the raw value (a URL with its password)
+        # in its text, and so in any traceback: never show inputs.
+        hide_input_in_errors=True,
     )
 
     bus: BusKind = Field(default=BusKind.MEMORY, description="memory or rabbitmq")
@@ -177,6 +213,27 @@ class Settings(BaseSettings):
     gateway_sessions: int = Field(
         default=1000, ge=1, description="gateway: chat sessions kept (least recently used go)"
     )
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_url(cls, value: SecretStr) -> SecretStr:
+        check_url(
+            value.get_secret_value(),
+            schemes=("amqp", "amqps"),
+            example="amqp://user:***@host:5672/vhost",
+        )
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _check_cache_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_url(
+                value.get_secret_value(),
+                schemes=("redis", "rediss"),
+                example="redis://:***@host:6379/0",
+            )
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
