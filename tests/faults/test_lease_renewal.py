@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as redis
 
 from ragbus.runtime.cache import SharedCache
 from ragbus.runtime.lease import LeaseOutcome, RedisLeases
 from tests.faults.support import wait_until
+from tests.redis_keys import key_prefix, redis_client
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.redis]
 
@@ -24,15 +23,8 @@ TTL_S = 0.6
 @pytest.fixture
 async def namespace(redis_url: str) -> AsyncIterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"ragbus-test-{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    async with key_prefix(redis_url) as prefix:
+        yield prefix
 
 
 @pytest.fixture
@@ -91,11 +83,8 @@ async def test_a_lapsed_holder_never_releases_its_successors_lease(
     stalled, successor = leases
     old = await stalled.acquire("lease:c", owner="stalled")
     assert old is not None
-    client = redis.Redis.from_url(redis_url)
-    try:
+    async with redis_client(redis_url) as client:
         await client.delete(f"{namespace}lease:c")  # its lease lapsed during a stall
-    finally:
-        await client.aclose()
     new = await successor.acquire("lease:c", owner="successor")
     assert new is not None
 
@@ -114,11 +103,8 @@ async def test_a_lease_taken_over_is_no_longer_renewed_by_the_old_holder(
 ) -> None:
     stalled, successor = leases
     assert await stalled.acquire("lease:d") is not None
-    client = redis.Redis.from_url(redis_url)
-    try:
+    async with redis_client(redis_url) as client:
         await client.set(f"{namespace}lease:d", "someone-else", px=60_000)
-    finally:
-        await client.aclose()
 
     with caplog.at_level(logging.WARNING, "ragbus.runtime.lease"):
         await wait_until(lambda: stalled.held == 0, timeout=5)

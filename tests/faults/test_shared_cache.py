@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as redis
 
 from ragbus.client import Client
 from ragbus.config import Settings
@@ -32,6 +31,7 @@ from tests.conftest import BusFactory
 from tests.faults.processes import ask_in_new_process, metric_value, process_env, worker_process
 from tests.faults.support import QUESTION, fault_settings, metric, wait_until
 from tests.lm_server import FakeLMServer
+from tests.redis_keys import key_prefix
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.redis]
 
@@ -39,15 +39,8 @@ pytestmark = [pytest.mark.timeout(90), pytest.mark.redis]
 @pytest.fixture
 async def cache_namespace(redis_url: str) -> AsyncIterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
-    namespace = f"ragbus-test-{uuid.uuid4().hex[:10]}:"
-    yield namespace
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    async with key_prefix(redis_url) as namespace:
+        yield namespace
 
 
 def shared_settings(

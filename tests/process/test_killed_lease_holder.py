@@ -9,17 +9,16 @@ hang so that the killed worker's calls are in flight when it dies.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import redis.asyncio as redis
 
 from ragbus.events import EventType, QueryReceived, new_event
 from ragbus.pipelines.rag import SINKS
 from tests.amqp import Namespace
 from tests.lm_server import FakeLMServer, start_lm_server
 from tests.process.workers import AnswerLog, Workers, poll
+from tests.redis_keys import key_prefix, redis_client
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis, pytest.mark.slow]
 
@@ -40,23 +39,13 @@ def lm() -> Iterator[FakeLMServer]:
 @pytest.fixture
 async def cache_namespace(redis_url: str) -> AsyncIterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"ragbus-test-{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    async with key_prefix(redis_url) as prefix:
+        yield prefix
 
 
 async def lease_count(redis_url: str, prefix: str) -> int:
-    client = redis.Redis.from_url(redis_url)
-    try:
+    async with redis_client(redis_url) as client:
         return len([key async for key in client.scan_iter(match=f"{prefix}lease:*")])
-    finally:
-        await client.aclose()
 
 
 @pytest.mark.timeout(180)

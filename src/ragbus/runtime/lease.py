@@ -18,7 +18,6 @@ Lua scripts for the two compare-and-act steps).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from enum import Enum
@@ -32,6 +31,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE_TTL_S: Final = 3.0
 #: Renewals per time to live: a lease survives two missed renewals.
 RENEWALS_PER_TTL: Final = 3
+#: Longest wait for the renewal task and the connections when closing (seconds).
+_CLOSE_TIMEOUT_S: Final = 2.0
 
 # KEYS[1]: the lease, ARGV[1]: the holder's token, ARGV[2]: time to live in ms.
 _RENEW: Final = """
@@ -87,6 +88,7 @@ class RedisLeases:
         self._release_script = self._client.register_script(_RELEASE)
         self._held: dict[str, str] = {}  # key -> token, the leases this process holds
         self._renewing: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def held(self) -> int:
@@ -113,7 +115,7 @@ class RedisLeases:
         if not await self._client.set(key, token, nx=True, px=self._ttl_ms):
             return None
         self._held[key] = token
-        if self._renewing is None:
+        if self._renewing is None and not self._closing:
             self._renewing = asyncio.create_task(self._keep_renewing(), name="ragbus:leases")
         return token
 
@@ -132,9 +134,9 @@ class RedisLeases:
     async def _keep_renewing(self) -> None:
         """Renew every held lease each ``ttl_s / RENEWALS_PER_TTL``, in one round trip;
         end when none is held (the next :meth:`acquire` starts it again)."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.ttl_s / RENEWALS_PER_TTL)
-            if not self._held:
+            if not self._held or self._closing:
                 self._renewing = None  # in the same step as the check: no lease missed
                 return
             held = list(self._held.items())
@@ -146,6 +148,8 @@ class RedisLeases:
                         )
                     renewed = await pipe.execute()
             except Exception as exc:  # Redis down: the leases may lapse, nothing worse
+                if self._closing:  # redis-py may turn the cancellation into an error
+                    return
                 logger.warning("renewing %d coalescing leases failed: %r", len(held), exc)
                 continue
             for (key, token), kept in zip(held, renewed, strict=True):
@@ -159,10 +163,14 @@ class RedisLeases:
 
     async def close(self) -> None:
         """Stop renewing and close the connections (held leases then end by themselves)."""
+        self._closing = True
         task, self._renewing = self._renewing, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # bounded: a stop never hangs on the client library's own cleanup
+            await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT_S)
         self._held.clear()
-        await self._client.aclose()
+        try:
+            await asyncio.wait_for(self._client.aclose(), _CLOSE_TIMEOUT_S)
+        except (TimeoutError, redis.RedisError, OSError) as exc:
+            logger.debug("closing the lease store's connections failed: %r", exc)
