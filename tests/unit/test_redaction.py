@@ -26,6 +26,9 @@ def test_every_secret_of_the_settings_is_known() -> None:
     found = set(secrets_of(settings_with_secrets()))
     assert {"Amqp%40Secret1", "Amqp@Secret1", "RedisSecret2", "sk-LmSecret3"} <= found
     assert "GatewaySecret4" in found
+    assert "rediss://:RedisSecret2@redis:6380/1" in found
+    plain = Settings(_env_file=None, amqp_url="amqp://rabbit:5672/")  # type: ignore[call-arg]
+    assert secrets_of(plain) == []  # nothing secret: nothing masked
 
 
 @pytest.mark.parametrize(

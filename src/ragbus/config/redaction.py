@@ -65,8 +65,8 @@ def remember(secrets: Iterable[str | None]) -> None:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """The secret values in ``settings``: connection URLs, their passwords (also
-    percent-decoded), the LM API key and the gateway token.
+    """The secret values in ``settings``: connection URLs that hold a password, their
+    passwords (also percent-decoded), the LM API key and the gateway token.
 
     Parameters:
         settings: the settings of this process.
@@ -75,15 +75,13 @@ def secrets_of(settings: Settings) -> list[str]:
     for secret in (settings.amqp_url, settings.cache_url):
         if secret is None:
             continue
-        value = secret.get_secret_value()
-        found.append(value)
-        for url in value.split(","):
+        for url in secret.get_secret_value().split(","):
             try:
                 password = urlsplit(url.strip()).password
             except ValueError:
                 continue
-            if password:
-                found += [password, unquote(password)]
+            if password:  # a URL without one is no secret: keep it readable in logs
+                found += [url.strip(), password, unquote(password)]
     for token in (settings.lm_api_key, settings.api_token):
         if token is not None:
             found.append(token.get_secret_value())
