@@ -66,7 +66,11 @@ class SharedCache:
             self.backend.serializer = JsonSerializer()
             self.backend.timeout = timeout_s
             self.leases = RedisLeases(
-                url, namespace=namespace, ttl_s=lease_ttl_s, timeout_s=timeout_s
+                url,
+                namespace=namespace,
+                ttl_s=lease_ttl_s,
+                timeout_s=timeout_s,
+                on_error=lambda exc: self._outage("renew", exc, stage=""),
             )
         else:
             # In process, values are kept as they are (JSON-able lists and dicts that

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final
 
@@ -69,6 +70,8 @@ class RedisLeases:
         ttl_s: time to live of a lease, renewed every ``ttl_s / 3`` while held
             (default :data:`DEFAULT_LEASE_TTL_S`).
         timeout_s: time limit of one Redis call (default 0.5).
+        on_error: told of each failed renewal round (default: a warning each time);
+            the shared cache counts them and warns at most every 30 s.
     """
 
     def __init__(
@@ -78,8 +81,10 @@ class RedisLeases:
         namespace: str = "ragbus",
         ttl_s: float = DEFAULT_LEASE_TTL_S,
         timeout_s: float = 0.5,
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.namespace = namespace
+        self._on_error = on_error
         self.ttl_s = ttl_s
         self._client: Any = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
@@ -150,7 +155,10 @@ class RedisLeases:
             except Exception as exc:  # Redis down: the leases may lapse, nothing worse
                 if self._closing:  # redis-py may turn the cancellation into an error
                     return
-                logger.warning("renewing %d coalescing leases failed: %r", len(held), exc)
+                if self._on_error is not None:
+                    self._on_error(exc)
+                else:
+                    logger.warning("renewing %d coalescing leases failed: %r", len(held), exc)
                 continue
             for (key, token), kept in zip(held, renewed, strict=True):
                 if not kept and self._held.get(key) == token:
