@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -141,6 +142,17 @@ def default_index_path(path: Path) -> Path:
     return path / ".ragbus-index" if path.is_dir() else path.with_name(f".{path.name}.ragbus-index")
 
 
+def _reading_progress() -> Callable[[int, int], None] | None:
+    """A one-line counter of documents read, on a terminal only (logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        typer.echo(f"\rreading documents: {done}/{total}", err=True, nl=done == total)
+
+    return show
+
+
 @app.command()
 def index(
     path: Annotated[
@@ -178,7 +190,9 @@ def index(
     settings = settings_from()
     target = out or default_index_path(path)
     try:
-        read = read_corpus(path, limits=CorpusLimits.from_settings(settings))
+        read = read_corpus(
+            path, limits=CorpusLimits.from_settings(settings), progress=_reading_progress()
+        )
         built = SearchIndex.build(read.passages)
         built.save(target)
     except RagbusError as exc:

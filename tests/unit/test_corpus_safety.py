@@ -263,3 +263,11 @@ def test_a_failed_write_leaves_the_previous_index(
     assert sorted(path.name for path in corpus.iterdir() if path.name.startswith(".")) == [
         ".ragbus-index"
     ]
+
+
+def test_reading_reports_its_progress(corpus: Path) -> None:
+    seen: list[tuple[int, int]] = []
+
+    read_corpus(corpus, progress=lambda done, total: seen.append((done, total)))
+
+    assert seen == [(1, 2), (2, 2)]

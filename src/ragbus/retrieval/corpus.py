@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
@@ -222,6 +222,7 @@ def read_corpus(
     limits: CorpusLimits | None = None,
     min_words: int = MIN_WORDS,
     max_words: int = MAX_WORDS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CorpusRead:
     """The passages of the documents in the folder (or file) ``path``, and what was
     skipped: symlinks leading outside the folder, loops, files that are not regular.
@@ -236,14 +237,18 @@ def read_corpus(
         limits: size and count limits (default :class:`~ragbus.retrieval.walk.CorpusLimits`).
         min_words: a Markdown/text passage is closed at this many words (default 80).
         max_words: no Markdown/text passage has more words than this (default 200).
+        progress: called with (documents read, documents found) after each document
+            (default: none), e.g. to show how far reading is.
     """
     listing = list_documents(path, limits)
     if not listing.files:
         raise _no_documents(path)
     passages: list[CorpusPassage] = []
-    for file in listing.files:
+    for done, file in enumerate(listing.files, start=1):
         text = _decode(read_document(file, limits), file.name)
         passages.extend(parse_document(file.name, text, min_words=min_words, max_words=max_words))
+        if progress is not None:
+            progress(done, len(listing.files))
     return CorpusRead(_checked(passages, path), tuple(listing.skipped))
 
 
