@@ -14,7 +14,8 @@ import typer
 from pydantic import ValidationError
 
 from ragbus.config import BusKind, Settings, load_settings
-from ragbus.errors import RagbusError
+from ragbus.config.redaction import protect, redact
+from ragbus.errors import ConfigurationError, RagbusError
 from ragbus.events import InvalidEvent, describe_validation_error
 
 T = TypeVar("T")
@@ -53,8 +54,9 @@ CorpusOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one clear error line to stderr and exit with ``code`` (default 1)."""
-    typer.echo(f"error: {message}", err=True)
+    """Print one clear error line to stderr (secrets redacted) and exit with ``code``
+    (default 1)."""
+    typer.echo(f"error: {redact(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -67,14 +69,21 @@ def configure_logging(verbose: bool) -> None:
     )
     if verbose:
         logging.getLogger("ragbus").setLevel(logging.INFO)
+    protect(None)
 
 
 def settings_from(**overrides: object) -> Settings:
-    """Settings from the environment with command-line overrides; bad values exit clearly."""
+    """Settings from the environment with command-line overrides; bad values exit clearly.
+    From here on, their secrets are redacted from whatever this process prints."""
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ValidationError as exc:
-        fail(describe_validation_error(exc).replace("invalid event", "invalid setting"))
+        fail(
+            describe_validation_error(exc).replace("invalid event", "invalid setting"),
+            ExitCode.CONFIGURATION,
+        )
+    protect(settings)
+    return settings
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -88,7 +97,7 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         fail(describe_validation_error(exc).replace("invalid event: ", ""))
     except BrokerUnavailableError as exc:
         fail(str(exc), ExitCode.UNAVAILABLE)
-    except BrokerRefusedError as exc:
+    except (BrokerRefusedError, ConfigurationError) as exc:
         fail(str(exc), ExitCode.CONFIGURATION)
     except (RagbusError, InvalidEvent, AnswerTimeout) as exc:
         fail(str(exc))

@@ -22,7 +22,6 @@ an example's text, and each change is recorded in :attr:`Sandbox.rewrites`:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import re
@@ -33,8 +32,8 @@ from pathlib import Path
 
 import httpx
 
-from ragbus.cli import worker as worker_command
 from ragbus.config import Settings
+from ragbus.ops_http import DEFAULT_OPS_PORT
 from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import Namespace
 from tests.docs.needs import GATEWAY_PORT, Needs
@@ -44,7 +43,7 @@ from tests.polling import wait_until
 from tests.process.workers import OPS_LINE, WorkerProcess, Workers
 
 #: ``ragbus worker``'s default ``--port`` (its /healthz and /metrics).
-WORKER_PORT = int(inspect.signature(worker_command).parameters["port"].default)
+WORKER_PORT = DEFAULT_OPS_PORT
 
 #: The line ``ragbus serve`` prints before it binds.
 GATEWAY_LINE = re.compile(r"ragbus gateway on http://(?P<host>[^\s:/]+):(?P<port>\d+)/")

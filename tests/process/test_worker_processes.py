@@ -583,7 +583,7 @@ async def test_a_worker_whose_ops_port_is_taken_stops_with_one_line(workers: Wor
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = await workers.run("worker", "--port", str(port), timeout=40)
-    assert result.code == 1
+    assert result.code == 3  # ExitCode.CONFIGURATION
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
     assert result.stderr.startswith(
         f"error: cannot serve /healthz and /metrics on 127.0.0.1:{port}"

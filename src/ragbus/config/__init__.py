@@ -1,5 +1,5 @@
 """Settings: one pydantic-settings object, environment prefix ``RAGBUS_``."""
 
-from ragbus.config.settings import BusKind, Settings, load_settings
+from ragbus.config.settings import BusKind, Settings, default_dlq_path, load_settings
 
-__all__ = ["BusKind", "Settings", "load_settings"]
+__all__ = ["BusKind", "Settings", "default_dlq_path", "load_settings"]

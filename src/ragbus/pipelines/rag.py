@@ -11,7 +11,7 @@ from ragbus.config import Settings
 from ragbus.events import EventType
 from ragbus.handlers import Emit, GenerateHandler, RetrieveHandler
 from ragbus.lm import build_lm
-from ragbus.retrieval import SearchIndex, load_index
+from ragbus.retrieval import CorpusLimits, SearchIndex, load_index
 from ragbus.runtime.stage import Stage
 
 RETRIEVE = "retrieve"
@@ -42,9 +42,9 @@ def rag_pipeline(
             answer as ``answer_token`` events (default: none, no streaming). Pass the
             bus's transient publish (``ragbus.bus.base.emitter(bus)``).
     """
-    retrieve = RetrieveHandler(
-        index if index is not None else load_index(settings.corpus), default_k=settings.top_k
-    )
+    if index is None:
+        index = load_index(settings.corpus, limits=CorpusLimits.from_settings(settings))
+    retrieve = RetrieveHandler(index, default_k=settings.top_k)
     generate = GenerateHandler(lm if lm is not None else build_lm(settings), emit=emit)
     return [
         Stage(
