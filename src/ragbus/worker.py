@@ -109,7 +109,7 @@ async def run_worker(
             )
             runtime = Runtime(bus, stages, settings=settings, metrics=metrics, sinks=SINKS)
             if not await _unless_stopped(bus.connect(), stop):
-                logger.warning("worker %s stopped before it connected", settings.worker_id)
+                logger.warning("worker %s stopped before it reached the broker", settings.worker_id)
                 return
             await runtime.start()
             consuming = True

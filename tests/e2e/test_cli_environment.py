@@ -19,6 +19,7 @@ from ragbus.bus.base import DeadLetter, DeadLetterReason
 from ragbus.bus.memory import MemoryBus
 from ragbus.cli_common import ExitCode
 from ragbus.events import EventType, QueryReceived, new_event
+from ragbus.pipelines.rag import STAGE_NAMES
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -178,7 +179,7 @@ def a_dead_letter() -> DeadLetter:
 
 def seed(path: Path, letter: DeadLetter) -> None:
     async def add() -> None:
-        await MemoryBus(dlq_path=path).dead_letter(letter)
+        await MemoryBus(dlq_path=path).dead_letters(STAGE_NAMES).add(letter)
 
     asyncio.run(add())
 

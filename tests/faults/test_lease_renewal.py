@@ -12,7 +12,7 @@ import pytest
 
 from ragbus.runtime.cache import SharedCache
 from ragbus.runtime.lease import LeaseOutcome, RedisLeases
-from tests.faults.support import wait_until
+from tests.polling import wait_until
 from tests.redis_keys import key_prefix, redis_client
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.redis]
@@ -66,7 +66,12 @@ async def test_a_holder_that_stops_renewing_loses_its_lease_within_its_time_to_l
         await holder.close()  # like a killed process: no release, no more renewals
         stopped = time.monotonic()
 
-        await wait_until(lambda: _not_held(watcher, "lease:b"), timeout=5, poll=0.01)
+        await wait_until(
+            lambda: _not_held(watcher, "lease:b"),
+            what="the stopped holder's lease gone",
+            timeout=5,
+            interval=0.01,
+        )
 
         assert time.monotonic() - stopped <= TTL_S + 0.3
     finally:
@@ -107,7 +112,7 @@ async def test_a_lease_taken_over_is_no_longer_renewed_by_the_old_holder(
         await client.set(f"{namespace}lease:d", "someone-else", px=60_000)
 
     with caplog.at_level(logging.WARNING, "ragbus.runtime.lease"):
-        await wait_until(lambda: stalled.held == 0, timeout=5)
+        await wait_until(lambda: stalled.held == 0, what="the old holder to let go", timeout=5)
 
     assert "ended before its holder finished" in caplog.text
     assert await successor.is_held("lease:d")
