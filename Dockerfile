@@ -1,10 +1,15 @@
 # The ragbus worker image: `ragbus worker ...`, `ragbus ask ...`, `ragbus publish ...`.
-FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 LITELLM_LOCAL_MODEL_COST_MAP=true
+# Reproducible: every Python package (the build backend too) is installed at the version
+# pinned in constraints.txt (regenerate it with scripts/lock). For a fully fixed base,
+# pin the image by digest as well: FROM python:3.11-slim-bookworm@sha256:...
+FROM python:3.11-slim-bookworm
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LITELLM_LOCAL_MODEL_COST_MAP=true
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && useradd --create-home ragbus
+# PIP_CONSTRAINT, unlike `-c`, also reaches pip's isolated build environment (hatchling).
+RUN PIP_CONSTRAINT=/app/constraints.txt pip install . && useradd --create-home ragbus
 USER ragbus
 WORKDIR /home/ragbus
 EXPOSE 9100

@@ -45,9 +45,12 @@ class StubBus:
     def __init__(self) -> None:
         self.published: list[bytes] = []
 
-    async def publish(self, envelope: Envelope, *, stage: str | None = None) -> None:
+    async def publish(self, envelope: Envelope, **options: Any) -> None:
         """Encode ``envelope`` as the real buses do and keep it."""
         self.published.append(envelope.encode())
+
+    def dead_letters(self, stages: Any) -> None:
+        """No dead-letter store: nothing fails in this benchmark."""
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"the stub bus has no {name}")

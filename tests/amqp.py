@@ -18,8 +18,7 @@ import aio_pika
 import httpx
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from ragbus.bus.rabbitmq import RabbitMQBus
-from ragbus.bus.rabbitmq_topology import Topology
+from ragbus.bus.rabbitmq import RabbitMQBus, Topology
 from ragbus.config import BusKind, Settings
 from ragbus.pipelines.rag import pipeline as rag
 
@@ -81,13 +80,14 @@ class Namespace:
     def queue_names(self) -> set[str]:
         """Every queue this namespace's buses and tracked processes may have declared."""
         topologies = [*(bus.topology for bus in self.buses), *self.topologies]
-        stages = {*self.stages, *(stage for bus in self.buses for stage in bus._known_stages)}
+        stages = {
+            *self.stages,
+            *(stage for bus in self.buses for stage in bus.declarer.declared_stages),
+        }
         names = {topology.sink_queue(sink) for topology in topologies for sink in rag.sinks}
         for topology in topologies:
             for stage in stages:
-                names.add(topology.stage_queue(stage))
-                names.add(topology.dead_letter_queue(stage))
-                names.update(topology.retry_queue(stage, tier) for tier in topology.delay_tiers)
+                names.update(topology.stage_queues(stage))
         return names
 
     async def cleanup(self) -> None:

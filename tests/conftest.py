@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as redis
 
 from ragbus.bus.base import Bus
 from ragbus.bus.memory import MemoryBus
@@ -31,6 +29,7 @@ from tests.process.workers import (
     Workers,
     broker_restarts_allowed,
 )
+from tests.redis_keys import key_prefix
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -264,15 +263,8 @@ async def make_workers(
 async def cache_namespace(redis_url: str) -> AsyncIterator[str]:
     """A Redis key prefix of this test's own (``RAGBUS_CACHE_NAMESPACE``); its keys are
     deleted afterwards (Redis is shared: nothing else is touched)."""
-    namespace = f"ragbus-test-{uuid.uuid4().hex[:10]}:"
-    yield namespace
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    async with key_prefix(redis_url) as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -93,7 +94,7 @@ class TcpProxy:
         await asyncio.gather(*others, return_exceptions=True)
 
     async def _serve(self, ready: threading.Event) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         ready.set()
 
@@ -133,10 +134,16 @@ class TcpProxy:
         sink.close()
 
 
-def start_proxy(url: str) -> TcpProxy:
-    """A running proxy to the host and port of ``url``; stop it with :meth:`TcpProxy.stop`."""
+def start_proxy(url: str, *, port: int = 0) -> TcpProxy:
+    """A running proxy to the host and port of ``url``; stop it with :meth:`TcpProxy.stop`.
+
+    Parameters:
+        url: the service's URL (only its host and port are used).
+        port: the local port to listen on (default 0: a free one); a test that started
+            a process against a port nobody listened on yet passes that port.
+    """
     parts = urlsplit(url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0, port=port)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     proxy._loop = loop
@@ -152,3 +159,10 @@ def start_proxy(url: str) -> TcpProxy:
     if not ready.wait(timeout=10):
         raise RuntimeError("the TCP proxy did not start")
     return proxy
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

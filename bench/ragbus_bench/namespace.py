@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import aio_pika
 from aiormq.exceptions import AMQPError
 
-from ragbus.bus.rabbitmq_topology import Topology
+from ragbus.bus.rabbitmq.topology import Topology
 from ragbus.config import Settings
 from ragbus.pipelines.rag import pipeline as rag
 
@@ -56,8 +56,7 @@ class Namespace:
         topology = Topology(exchange=self.exchange, prefix=self.prefix)
         names = [topology.sink_queue(sink) for sink in rag.sinks]
         for stage in rag.stage_names:
-            names += [topology.stage_queue(stage), topology.dead_letter_queue(stage)]
-            names += [topology.retry_queue(stage, tier) for tier in topology.delay_tiers]
+            names += topology.stage_queues(stage)
         return names
 
 

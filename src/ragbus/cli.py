@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ragbus import __version__
+from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
 from ragbus.cli_common import (
     AppOption,
     BusOption,
@@ -40,6 +42,24 @@ app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"ragbus {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run DSPy pipelines (retrieval-augmented QA first) as async stages on a message bus."""
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
@@ -64,10 +84,14 @@ def ask(
     """
     configure_logging(verbose)
     if not question.strip():
-        fail("the question is empty")
+        fail("the question is empty: ask something", ExitCode.USAGE)
     if corpus is not None and not corpus.exists():
-        fail(f"corpus path does not exist: {corpus}")
-    settings = settings_from(bus=bus, corpus=corpus, app=app)
+        fail(
+            f"corpus path does not exist: {corpus}; give a folder, a document or an index",
+            ExitCode.CONFIGURATION,
+        )
+    # one attempt to reach a broker: waiting helps nobody at a prompt
+    settings = settings_from(bus=bus, corpus=corpus, connect_timeout_s=0, app=app)
     pipeline = load_pipeline(settings)
     from ragbus.client import Client
 
@@ -120,26 +144,76 @@ def schema(
     typer.echo(json.dumps(schemas, indent=2))
 
 
+def default_index_path(path: Path) -> Path:
+    """Where ``ragbus index PATH`` writes: ``PATH/.ragbus-index`` for a folder,
+    ``.NAME.ragbus-index`` beside a single file (hidden, so indexing the folder later
+    skips it)."""
+    return path / ".ragbus-index" if path.is_dir() else path.with_name(f".{path.name}.ragbus-index")
+
+
+def _reading_progress() -> Callable[[int, int], None] | None:
+    """A one-line counter of documents read, on a terminal only (logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        typer.echo(f"\rreading documents: {done}/{total}", err=True, nl=done == total)
+
+    return show
+
+
 @app.command()
 def index(
-    path: Annotated[Path, typer.Argument(help="Folder of .md, .txt and .jsonl documents.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder of .md, .txt and .jsonl documents (searched recursively), "
+            "or one such file."
+        ),
+    ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Where to write the index (default: PATH/.ragbus-index)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Where to write the index (default: PATH/.ragbus-index for a folder, "
+            ".NAME.ragbus-index beside a file).",
+        ),
     ] = None,
 ) -> None:
-    """Build a BM25 index of a folder of documents; point RAGBUS_CORPUS at it."""
-    from ragbus.retrieval import SearchIndex, load_corpus
+    """Build a BM25 index of a folder (or one file) of documents; point RAGBUS_CORPUS at it.
 
+    The folder is never left: symlinks that lead outside it, symlink loops and files
+    that are not regular files are skipped, each one listed. A document larger than
+    RAGBUS_CORPUS_MAX_FILE_BYTES, or more documents than RAGBUS_CORPUS_MAX_FILES, is an
+    error. The index is written whole, readable by you only.
+    """
+    from ragbus.retrieval import CorpusLimits, SearchIndex, read_corpus
+
+    configure_logging(False)
     if not path.exists():
-        fail(f"path does not exist: {path}")
-    target = out or path / ".ragbus-index"
+        fail(
+            f"{path} does not exist: give a folder or a .md, .txt or .jsonl file",
+            ExitCode.CONFIGURATION,
+        )
+    settings = settings_from()
+    target = out or default_index_path(path)
     try:
-        passages = load_corpus(path)
-        built = SearchIndex.build(passages)
+        read = read_corpus(
+            path, limits=CorpusLimits.from_settings(settings), progress=_reading_progress()
+        )
+        built = SearchIndex.build(read.passages)
         built.save(target)
     except RagbusError as exc:
-        fail(str(exc))
+        fail(str(exc), ExitCode.CONFIGURATION)
+    except OSError as exc:
+        fail(
+            f"cannot write the index to {target}: {exc.strerror or exc}; "
+            "choose another place with --out",
+            ExitCode.CONFIGURATION,
+        )
+    for skipped in read.skipped:
+        typer.echo(f"skipped {skipped.name}: {skipped.reason}", err=True)
     typer.echo(f"indexed {len(built)} passages from {path} into {target}")
     typer.echo(f'use it with: RAGBUS_CORPUS={target} ragbus ask "..."')
 
@@ -247,8 +321,15 @@ def worker(
     corpus: CorpusOption = None,
     host: Annotated[str, typer.Option(help="Interface of /healthz and /metrics.")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="Port of /healthz and /metrics; 0 picks a free one, -1 none.")
-    ] = 9100,
+        int | None,
+        typer.Option(
+            min=-1,
+            max=65535,
+            help="Port of /healthz and /metrics: default 9100, or a free one when 9100 is "
+            "taken (the worker logs which); 0 picks a free one, -1 serves none.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
     """Serve pipeline stages from the bus until SIGTERM or Ctrl-C, then drain and exit 0.
@@ -263,14 +344,25 @@ def worker(
     if settings.bus is BusKind.MEMORY:
         fail(
             "a worker needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq); "
-            "the memory bus lives inside one process (see `ragbus ask`)"
+            "the memory bus lives inside one process (see `ragbus ask`)",
+            ExitCode.CONFIGURATION,
         )
     pipeline = load_pipeline(settings)
     try:
         names = parse_stages(pipeline, stages)
     except RagbusError as exc:
         fail(str(exc), ExitCode.USAGE)
-    run(run_worker(settings, pipeline, names, host=host, port=None if port < 0 else port))
+    ops_endpoints = port is None or port >= 0
+    run(
+        run_worker(
+            settings,
+            pipeline,
+            names,
+            host=host,
+            port=port if ops_endpoints else None,
+            ops_endpoints=ops_endpoints,
+        )
+    )
 
 
 @app.command()
@@ -305,7 +397,6 @@ def serve(
     gateway refuses to listen beyond this machine. Limits and what the gateway trusts:
     docs/security.md.
     """
-    from ragbus.cli_common import ExitCode
     from ragbus.errors import ConfigurationError
     from ragbus.gateway import serve as serve_gateway
     from ragbus.gateway.exposure import check_exposure
@@ -333,7 +424,9 @@ def serve(
     )
     try:
         serve_gateway(settings, pipeline=pipeline)
-    except ConfigurationError as exc:
+    except BrokerUnavailableError as exc:
+        fail(str(exc), ExitCode.UNAVAILABLE)
+    except (BrokerRefusedError, ConfigurationError) as exc:
         fail(str(exc), ExitCode.CONFIGURATION)
     except (RagbusError, OSError) as exc:
         fail(str(exc))
@@ -359,7 +452,7 @@ def publish(
     from ragbus.publishing import parse_events
 
     configure_logging(False)
-    settings = settings_from(bus=bus, app=app)
+    settings = settings_from(bus=bus, app=app, connect_timeout_s=0)  # one attempt to reach a broker
     pipeline = load_pipeline(settings)
     if settings.bus is BusKind.MEMORY:
         fail("publishing needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq)")
@@ -424,7 +517,7 @@ def send(
     from ragbus.publishing import to_envelope
 
     configure_logging(verbose)
-    settings = settings_from(bus=bus, app=app)
+    settings = settings_from(bus=bus, app=app, connect_timeout_s=0)
     if not wait and settings.bus is BusKind.MEMORY:
         fail(
             "--no-wait needs a shared bus (--bus rabbitmq): on the memory bus the stages "
@@ -493,7 +586,7 @@ def analyze(
     from ragbus.text_stream import read_lines, stream_through
 
     configure_logging(verbose)
-    settings = settings_from(bus=bus, app=app)
+    settings = settings_from(bus=bus, app=app, connect_timeout_s=0)
     pipeline = load_pipeline(settings)
     if len(pipeline.entry_events) != 1:
         fail(

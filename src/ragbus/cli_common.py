@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from ragbus.config import BusKind, Settings, load_settings
+from ragbus.config.redaction import protect, redact
 from ragbus.errors import ConfigurationError, RagbusError
 from ragbus.events import InvalidEvent, describe_validation_error
 
@@ -64,8 +65,9 @@ CorpusOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one clear error line to stderr and exit with ``code`` (default 1)."""
-    typer.echo(f"error: {message}", err=True)
+    """Print one clear error line to stderr (secrets redacted) and exit with ``code``
+    (default 1)."""
+    typer.echo(f"error: {redact(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -78,14 +80,21 @@ def configure_logging(verbose: bool) -> None:
     )
     if verbose:
         logging.getLogger("ragbus").setLevel(logging.INFO)
+    protect(None)
 
 
 def settings_from(**overrides: object) -> Settings:
-    """Settings from the environment with command-line overrides; bad values exit clearly."""
+    """Settings from the environment with command-line overrides; bad values exit clearly.
+    From here on, their secrets are redacted from whatever this process prints."""
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ValidationError as exc:
-        fail(describe_validation_error(exc).replace("invalid event", "invalid setting"))
+        fail(
+            describe_validation_error(exc).replace("invalid event", "invalid setting"),
+            ExitCode.CONFIGURATION,
+        )
+    protect(settings)
+    return settings
 
 
 def load_pipeline(settings: Settings) -> Pipeline:
@@ -100,12 +109,17 @@ def load_pipeline(settings: Settings) -> Pipeline:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine``, turning ragbus's expected errors into one line each."""
+    from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
     from ragbus.client import AnswerTimeout
 
     try:
         return asyncio.run(coroutine)
     except ValidationError as exc:
         fail(describe_validation_error(exc).replace("invalid event: ", ""))
+    except BrokerUnavailableError as exc:
+        fail(str(exc), ExitCode.UNAVAILABLE)
+    except (BrokerRefusedError, ConfigurationError) as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
     except (RagbusError, InvalidEvent, AnswerTimeout) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

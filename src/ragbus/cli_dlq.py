@@ -1,4 +1,9 @@
-"""``ragbus dlq``: list, show, replay, purge, export and import dead letters."""
+"""``ragbus dlq``: list, show, replay, purge, export and import dead letters.
+
+Every command opens the bus's dead-letter store for the pipeline's stages (so it works
+the same from a fresh process), tries the broker once (``RAGBUS_CONNECT_TIMEOUT_S`` is
+for long-running processes), and exits with a :class:`~ragbus.cli_common.ExitCode`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason
+from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetterStore
+from ragbus.bus.errors import BusError
 from ragbus.bus.factory import make_bus
 from ragbus.bus.memory import MemoryBus
 from ragbus.cli_common import (
@@ -34,8 +40,8 @@ from ragbus.dlq import (
     question_excerpt,
     read_export,
     replay,
-    select,
 )
+from ragbus.files import write_private
 from ragbus.host import Host, runs_embedded
 from ragbus.pipeline import Pipeline
 
@@ -80,7 +86,7 @@ def build_filter(
     correlation_id: str | None,
     limit: int | None,
 ) -> DeadLetterFilter:
-    """The filter the options describe; a bad time or stage exits with one line."""
+    """The filter the options describe; a bad time or stage exits with one line (usage)."""
     if stage is not None and stage not in pipeline.stages:
         fail(
             f"unknown stage {stage!r} of app {pipeline.name!r}; "
@@ -91,7 +97,7 @@ def build_filter(
         since_at = parse_when(since) if since else None
         until_at = parse_when(until) if until else None
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), ExitCode.USAGE)
     return DeadLetterFilter(
         stage=stage,
         reason=reason,
@@ -103,14 +109,43 @@ def build_filter(
     )
 
 
-def with_bus(settings: Settings, work: Callable[[Bus], Awaitable[T]]) -> T:
-    """Connect to the bus ``settings`` name, run ``work`` with it, and disconnect."""
+def dlq_settings(bus: BusOption, app: AppOption) -> tuple[Settings, Pipeline]:
+    """The settings of a ``dlq`` command (from the environment, with ``--bus`` and
+    ``--app``) and its pipeline; the broker is tried once (a command that waits for a
+    broker helps nobody)."""
+    settings = settings_from(bus=bus, app=app, connect_timeout_s=0)
+    return settings, load_pipeline(settings)
+
+
+def with_store(
+    settings: Settings,
+    pipeline: Pipeline,
+    work: Callable[[Bus, DeadLetterStore], Awaitable[T]],
+) -> T:
+    """Connect to the bus ``settings`` name, run ``work`` with it and the dead-letter
+    store of ``pipeline``'s stages, and disconnect."""
 
     async def go() -> T:
         async with make_bus(settings) as bus:
-            return await work(bus)
+            return await work(bus, bus.dead_letters(pipeline.stage_names))
 
     return run(go())
+
+
+def selected(settings: Settings, pipeline: Pipeline, where: DeadLetterFilter) -> list[DeadLetter]:
+    """The dead letters of ``pipeline`` matching ``where``, oldest first."""
+
+    async def work(bus: Bus, store: DeadLetterStore) -> list[DeadLetter]:
+        return await store.select(where)
+
+    return with_store(settings, pipeline, work)
+
+
+def warn_damaged(letters: list[DeadLetter]) -> None:
+    """Say on stderr which dead letters were listed from a damaged record, and how."""
+    for letter in letters:
+        for note in letter.notes:
+            typer.echo(f"warning: dead letter {str(letter.id)[:8]}: {note}", err=True)
 
 
 @contextlib.asynccontextmanager
@@ -178,12 +213,18 @@ def list_letters(
     bus: BusOption = None,
     app: AppOption = None,
 ) -> None:
-    """List dead letters, oldest first. Changes nothing."""
+    """List dead letters, oldest first, and say on stderr where they are kept. Changes
+    nothing. A damaged record is listed with what could be read, and a warning."""
     configure_logging(False)
-    settings = settings_from(bus=bus, app=app)
-    pipeline = load_pipeline(settings)
+    settings, pipeline = dlq_settings(bus, app)
     where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
-    letters = with_bus(settings, lambda connected: select(connected, where, pipeline.stage_names))
+
+    async def work(connected: Bus, store: DeadLetterStore) -> list[DeadLetter]:
+        typer.echo(f"dead letters: {store.location}", err=True)
+        return await store.select(where)
+
+    letters = with_store(settings, pipeline, work)
+    warn_damaged(letters)
     if as_json:
         for line in export_lines(letters):
             typer.echo(line)
@@ -201,11 +242,8 @@ def show(
 ) -> None:
     """Print one dead letter whole: the original event and its failure record."""
     configure_logging(False)
-    settings = settings_from(bus=bus, app=app)
-    pipeline = load_pipeline(settings)
-    letters = with_bus(
-        settings, lambda connected: select(connected, DeadLetterFilter(), pipeline.stage_names)
-    )
+    settings, pipeline = dlq_settings(bus, app)
+    letters = selected(settings, pipeline, DeadLetterFilter())
     try:
         letter = find(letters, letter_id)
     except LookupError as exc:
@@ -237,22 +275,30 @@ def replay_letters(
     memory bus the stages run in this command until the replayed events are handled.
     """
     configure_logging(False)
-    settings = settings_from(bus=bus, app=app)
-    pipeline = load_pipeline(settings)
+    settings, pipeline = dlq_settings(bus, app)
     where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
 
-    async def work(connected: Bus) -> tuple[int, ReplaySummary]:
-        letters = await select(connected, where, pipeline.stage_names)
+    async def work(connected: Bus, store: DeadLetterStore) -> tuple[int, ReplaySummary]:
+        letters = await store.select(where)
         async with embedded_pipeline(connected, settings, pipeline, active=not dry_run):
             if len(letters) < 20:
-                return len(letters), await replay(connected, letters, rate=rate, dry_run=dry_run)
+                summary = await replay(
+                    connected, store, letters, pipeline.events, rate=rate, dry_run=dry_run
+                )
+                return len(letters), summary
             with typer.progressbar(length=len(letters), label="replaying") as bar:
                 summary = await replay(
-                    connected, letters, rate=rate, dry_run=dry_run, progress=lambda _: bar.update(1)
+                    connected,
+                    store,
+                    letters,
+                    pipeline.events,
+                    rate=rate,
+                    dry_run=dry_run,
+                    progress=lambda _: bar.update(1),
                 )
             return len(letters), summary
 
-    total, summary = with_bus(settings, work)
+    total, summary = with_store(settings, pipeline, work)
     for problem in summary.problems:
         typer.echo(problem, err=True)
     verb = "would replay" if dry_run else "replayed"
@@ -261,7 +307,7 @@ def replay_letters(
         f"failed {summary.failed} of {total} dead letters"
     )
     if summary.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @app.command()
@@ -279,19 +325,24 @@ def purge(
 ) -> None:
     """Delete matching dead letters for good (asks first unless --yes)."""
     configure_logging(False)
-    settings = settings_from(bus=bus, app=app)
-    pipeline = load_pipeline(settings)
+    settings, pipeline = dlq_settings(bus, app)
     where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
-    letters = with_bus(settings, lambda connected: select(connected, where, pipeline.stage_names))
+    letters = selected(settings, pipeline, where)
     if not letters:
         typer.echo("no dead letters match")
         return
     if not yes and not typer.confirm(f"Delete {len(letters)} dead letters for good?"):
         fail("nothing deleted")
-    removed = with_bus(
-        settings, lambda connected: connected.remove_dead_letters([letter.id for letter in letters])
+
+    async def work(connected: Bus, store: DeadLetterStore) -> int:
+        return await store.remove([letter.id for letter in letters])
+
+    removed = with_store(settings, pipeline, work)
+    gone = len(letters) - removed
+    typer.echo(
+        f"deleted {removed} dead letters"
+        + (f" ({gone} of those listed were already gone)" if gone else "")
     )
-    typer.echo(f"deleted {removed} dead letters")
 
 
 @app.command("export")
@@ -309,15 +360,18 @@ def export_letters(
 ) -> None:
     """Write matching dead letters to a JSON-lines file. Changes nothing."""
     configure_logging(False)
-    settings = settings_from(bus=bus, app=app)
-    pipeline = load_pipeline(settings)
+    settings, pipeline = dlq_settings(bus, app)
     where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
-    letters = with_bus(settings, lambda connected: select(connected, where, pipeline.stage_names))
+    letters = selected(settings, pipeline, where)
+    warn_damaged(letters)
     text = "".join(f"{line}\n" for line in export_lines(letters))
     if str(file) == "-":
         typer.echo(text, nl=False)
         return
-    file.write_text(text)
+    try:
+        write_private(file, text)  # 0600: dead letters hold what users asked
+    except OSError as exc:
+        fail(f"cannot write {file}: {exc.strerror or exc}", ExitCode.CONFIGURATION)
     typer.echo(f"exported {len(letters)} dead letters to {file}")
 
 
@@ -327,31 +381,40 @@ def import_letters(
     bus: BusOption = None,
     app: AppOption = None,
 ) -> None:
-    """Add the dead letters of an export to this environment's dead-letter queues."""
+    """Add the dead letters of an export to this environment's dead-letter queues.
+
+    Each letter's stage must be one of the pipeline's, and its envelope a valid event
+    (unless it is an ``invalid`` one, kept as it came): a bad letter is skipped and
+    reported on stderr, the rest are imported, and the command exits 1 if any was
+    skipped.
+    """
     configure_logging(False)
-    settings = settings_from(bus=bus, app=app)
-    pipeline = load_pipeline(settings)
-    if not file.exists():
-        fail(f"file does not exist: {file}")
+    settings, pipeline = dlq_settings(bus, app)
+    if not file.is_file():
+        fail(f"file does not exist: {file}", ExitCode.CONFIGURATION)
     try:
-        letters = read_export(file)
-    except ValueError as exc:
-        fail(str(exc))
-    foreign = [letter for letter in letters if letter.stage not in pipeline.stages]
-    for letter in foreign:
-        typer.echo(
-            f"{letter.id}: skipped: stage {letter.stage!r} is not a stage of app "
-            f"{pipeline.name!r} ({', '.join(pipeline.stage_names)})",
-            err=True,
-        )
-    letters = [letter for letter in letters if letter.stage in pipeline.stages]
+        reading = read_export(file, pipeline)
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}", ExitCode.CONFIGURATION)
+    problems = list(reading.problems)
 
-    async def work(connected: Bus) -> int:
-        for letter in letters:
-            await connected.dead_letter(letter)
-        return len(letters)
+    async def work(connected: Bus, store: DeadLetterStore) -> int:
+        imported = 0
+        for letter in reading.letters:
+            try:
+                await store.add(letter)
+            except BusError as exc:
+                problems.append(f"{letter.id}: not imported: {exc}")
+            else:
+                imported += 1
+        return imported
 
-    count = with_bus(settings, work)
-    typer.echo(f"imported {count} dead letters from {file}, skipped {len(foreign)}")
-    if foreign:
+    count = with_store(settings, pipeline, work)
+    for problem in problems:
+        typer.echo(problem, err=True)
+    skipped = len(problems)
+    typer.echo(
+        f"imported {count} dead letters from {file}" + (f", skipped {skipped}" if skipped else "")
+    )
+    if skipped:
         raise typer.Exit(ExitCode.FAILED)

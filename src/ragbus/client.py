@@ -169,7 +169,9 @@ class Client:
         return self.host.runtime if self.host is not None else None
 
     async def open(self, *, follow: Sequence[str] = ()) -> None:
-        """Connect, start the embedded stages if any, and start listening.
+        """Connect, start the embedded stages if any, and start listening. On RabbitMQ
+        the connection waits for the broker up to ``settings.connect_timeout_s``, then
+        raises :class:`~ragbus.bus.errors.BrokerUnavailableError`.
 
         Parameters:
             follow: event types to follow besides the progress of requests.

@@ -10,31 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ragbus.bus.base import Bus
+from ragbus.bus.base import Bus, emitter
 from ragbus.config import BusKind, Settings
-from ragbus.events import Envelope
 from ragbus.pipeline import Pipeline, StageContext, StageSpec
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.runner import Runtime
 from ragbus.stage_build import build_stage
-from ragbus.streaming import Emit
 
 
 def runs_embedded(settings: Settings) -> bool:
     """Whether a front door must run the pipeline's stages itself: on the memory bus
     there are no workers elsewhere; on RabbitMQ workers do the work."""
     return settings.bus is BusKind.MEMORY
-
-
-def transient_publisher(bus: Bus) -> Emit:
-    """The ``emit`` callback of stages that stream: publishes a transient event on ``bus``
-    (best effort, never raises but on cancellation)."""
-
-    async def emit(envelope: Envelope) -> None:
-        await bus.publish_transient(envelope)
-
-    return emit
 
 
 class Host:
@@ -80,7 +68,7 @@ class Host:
 
     def context(self, spec: StageSpec) -> StageContext:
         """What ``spec``'s factory builds with in this process."""
-        emit = transient_publisher(self.bus) if self.stream and spec.streams else None
+        emit = emitter(self.bus) if self.stream and spec.streams else None
         return StageContext(pipeline=self.pipeline, stage=spec, settings=self.settings, emit=emit)
 
     async def attach(self) -> Runtime:

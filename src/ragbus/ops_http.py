@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,6 +22,9 @@ from ragbus.http_server import bound_port, in_background
 from ragbus.runtime.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+#: The port a worker's ops endpoints take when none is given, if it is free.
+DEFAULT_OPS_PORT: Final = 9100
 
 
 def ops_app(health: Callable[[], dict[str, object]], metrics: Metrics) -> Starlette:
@@ -35,13 +41,48 @@ def ops_app(health: Callable[[], dict[str, object]], metrics: Metrics) -> Starle
     return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_route)])
 
 
+def bind_ops_socket(host: str, port: int | None) -> socket.socket:
+    """A listening socket for the ops endpoints.
+
+    Parameters:
+        host: interface to bind.
+        port: the port to bind, exactly (0: a free one); None: :data:`DEFAULT_OPS_PORT`,
+            or a free port when that one is taken (several workers on one host).
+
+    Raises :class:`~ragbus.errors.ConfigurationError` when ``host:port`` cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    wanted = DEFAULT_OPS_PORT if port is None else port
+    try:
+        return socket.create_server((host, wanted), family=family)
+    except OSError as exc:
+        if port is None and exc.errno == errno.EADDRINUSE:
+            logger.warning(
+                "port %d is taken (another worker on this host?): serving /healthz and "
+                "/metrics on a free port instead; set --port to choose one",
+                wanted,
+            )
+            return bind_ops_socket(host, 0)
+        shown = f"[{host}]" if ":" in host else host
+        what_to_do = (
+            "choose another --port (0 picks a free one) or stop what uses it"
+            if exc.errno == errno.EADDRINUSE
+            else "check --host and --port"
+        )
+        # create_server's own strerror repeats the address: say it once
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigurationError(
+            f"cannot serve /healthz and /metrics on {shown}:{wanted}: {reason}; {what_to_do}"
+        ) from exc
+
+
 @contextlib.asynccontextmanager
 async def serve_ops(
     health: Callable[[], dict[str, object]],
     metrics: Metrics,
     *,
     host: str = "127.0.0.1",
-    port: int = 9100,
+    port: int | None = None,
 ) -> AsyncIterator[uvicorn.Server]:
     """Serve the ops endpoints in the background while the block runs.
 
@@ -49,24 +90,19 @@ async def serve_ops(
         health: returns the health report; ``ok`` decides the status code.
         metrics: the metrics to export.
         host: interface to bind (default 127.0.0.1).
-        port: TCP port (default 9100; 0 picks a free one).
+        port: TCP port, exactly (0 picks a free one); None (default):
+            :data:`DEFAULT_OPS_PORT`, or a free port when it is taken.
 
     Raises :class:`~ragbus.errors.ConfigurationError` when ``host:port`` cannot be bound.
     """
+    # Bind here rather than in uvicorn, which exits the process when it cannot bind.
+    listening = bind_ops_socket(host, port)
     config = uvicorn.Config(
-        ops_app(health, metrics), host=host, port=port, log_level="warning", lifespan="off"
+        ops_app(health, metrics), host=host, port=0, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
-    # Bind here rather than in uvicorn, which exits the process when it cannot bind.
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listening = socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot serve /healthz and /metrics on {host}:{port}: {exc.strerror or exc}"
-        ) from exc
     async with in_background(server, name="ragbus:ops-http", sockets=[listening]):
         yield server
 
 
-__all__ = ["bound_port", "ops_app", "serve_ops"]
+__all__ = ["DEFAULT_OPS_PORT", "bind_ops_socket", "bound_port", "ops_app", "serve_ops"]

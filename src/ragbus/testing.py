@@ -159,4 +159,6 @@ class PipelineHarness:
         """The dead letters so far (after waiting for the pipeline to settle)."""
         await self.drain()
         assert self.bus is not None
-        return await self.bus.list_dead_letters(where or DeadLetterFilter())
+        return await self.bus.dead_letters(self.pipeline.stage_names).select(
+            where or DeadLetterFilter()
+        )

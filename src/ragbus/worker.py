@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
@@ -41,17 +42,23 @@ async def run_worker(
     stage_names: Sequence[str] | None = None,
     *,
     host: str = "127.0.0.1",
-    port: int | None = 9100,
+    port: int | None = None,
+    ops_endpoints: bool = True,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve ``pipeline``'s stages until SIGTERM/SIGINT (or ``stop`` is set), then drain.
+
+    A signal while the worker is still connecting ends it at once (nothing was taken).
 
     Parameters:
         settings: bus, corpus, LM, concurrency and grace period.
         pipeline: the pipeline whose stages to serve.
         stage_names: the stages to serve (default None: all of them).
         host: interface of the ops endpoints (default 127.0.0.1).
-        port: port of ``/healthz`` and ``/metrics`` (default 9100; None: no endpoints).
+        port: port of ``/healthz`` and ``/metrics``, exactly (0: a free one; taken: a
+            :class:`~ragbus.errors.ConfigurationError`); None (default): 9100, or a free
+            port when 9100 is taken (logged).
+        ops_endpoints: serve ``/healthz`` and ``/metrics`` (default true).
         stop: an event that ends the worker like a signal does (default: signals only).
     """
     stop = stop or asyncio.Event()
@@ -61,8 +68,6 @@ async def run_worker(
     bus = make_bus(settings)
     hosted = Host(pipeline, bus, settings, stages=stage_names, stream=settings.stream_tokens)
     metrics = hosted.metrics
-    await bus.connect()
-
     consuming = False
 
     def health() -> dict[str, object]:
@@ -74,25 +79,31 @@ async def run_worker(
             "worker_id": settings.worker_id,
         }
 
-    serving = (
-        f"worker {settings.worker_id} serving {pipeline.name}:{','.join(hosted.stage_names)} "
-        f"on the {settings.bus.value} bus"
-    )
     try:
         async with contextlib.AsyncExitStack() as stack:
             where = "no ops endpoints"
-            if port is not None:
-                # Bound before consuming: a port in use stops the worker before it takes
-                # any event; the endpoints stay up while the worker drains.
+            if ops_endpoints:
+                # Bound first: a port in use stops the worker before it connects or
+                # takes any event; the endpoints stay up while the worker drains.
                 server = await stack.enter_async_context(
                     serve_ops(health, metrics, host=host, port=port)
                 )
                 shown = f"[{host}]" if ":" in host else host
                 where = f"/healthz and /metrics on http://{shown}:{bound_port(server)}"
+            if not await _unless_stopped(bus.connect(), stop):
+                logger.warning("worker %s stopped before it reached the broker", settings.worker_id)
+                return
             await hosted.start()
             consuming = True
-            # One line that says where /healthz is, also when ``port`` was 0.
-            logger.warning("%s; %s", serving, where)
+            # One line that says where /healthz is, also when the port was chosen here.
+            logger.warning(
+                "worker %s serving %s:%s on the %s bus; %s",
+                settings.worker_id,
+                pipeline.name,
+                ",".join(hosted.stage_names),
+                settings.bus.value,
+                where,
+            )
             await stop.wait()
             logger.warning("worker %s stopping: draining in-flight events", settings.worker_id)
             await hosted.stop(settings.shutdown_grace_s)
@@ -100,3 +111,20 @@ async def run_worker(
         await bus.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then cancel it): whether it ran."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        task.result()  # raises what the work raised
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False

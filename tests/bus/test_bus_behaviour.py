@@ -15,7 +15,7 @@ from ragbus.bus.base import (
     InboundMessage,
     Requeue,
 )
-from ragbus.bus.errors import UnroutableError
+from ragbus.bus.errors import UnknownStageError, UnroutableError
 from ragbus.events import Envelope, new_event
 from ragbus.payloads.rag import QueryReceived, RagEvent
 from ragbus.pipelines.rag import pipeline as rag
@@ -60,8 +60,12 @@ async def test_every_event_reaches_its_stage_once(bus: Bus) -> None:
     for event in events:
         await bus.publish(event)
     await wait_for(lambda: len(recorder.seen) >= 50)
-    await asyncio.sleep(0.2)
-    assert Counter(recorder.seen) == Counter(str(e.id) for e in events)
+    # A last event after all the others: once it is handled, a duplicate of an earlier
+    # one (queued before it) would have been handled too.
+    marker = query(50)
+    await bus.publish(marker)
+    await wait_for(lambda: str(marker.id) in recorder.seen)
+    assert Counter(recorder.seen) == Counter(str(e.id) for e in [*events, marker])
 
 
 async def test_concurrency_limit_is_honoured(bus: Bus) -> None:
@@ -94,8 +98,12 @@ async def test_publish_to_one_stage_skips_other_subscribers(bus: Bus) -> None:
     event = query(1)
     await bus.publish(event, stage="retrieve")
     await wait_for(lambda: retrieve.seen == [str(event.id)])
-    await asyncio.sleep(0.3)
-    assert audit.seen == []
+    # A marker published to audit after: had the event reached audit's queue, audit
+    # would have seen it first.
+    marker = query(2)
+    await bus.publish(marker, stage="audit")
+    await wait_for(lambda: str(marker.id) in audit.seen)
+    assert audit.seen == [str(marker.id)]
 
 
 async def test_delayed_publish_arrives_after_the_delay(bus: Bus) -> None:
@@ -104,7 +112,7 @@ async def test_delayed_publish_arrives_after_the_delay(bus: Bus) -> None:
     await bus.start()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await bus.publish_later(query(1), stage="retrieve", delay=1.0)
+    await bus.publish(query(1), stage="retrieve", delay=1.0)
     await wait_for(lambda: len(recorder.seen) == 1)
     assert loop.time() - started >= 0.9
 
@@ -144,7 +152,6 @@ async def test_paused_stage_takes_nothing_until_resumed(bus: Bus) -> None:
     bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], recorder, concurrency=2)
     await bus.start()
     await bus.pause("retrieve")
-    await asyncio.sleep(0.2)
     for i in range(5):
         await bus.publish(query(i))
     await asyncio.sleep(0.5)
@@ -154,8 +161,7 @@ async def test_paused_stage_takes_nothing_until_resumed(bus: Bus) -> None:
 
 
 async def test_dead_letters_are_stored_filtered_and_removed(bus: Bus) -> None:
-    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
-    await bus.declare("generate", [RagEvent.DOCUMENTS_RETRIEVED])
+    store = bus.dead_letters(["retrieve", "generate"])
     letters = [
         DeadLetter.from_body(query(i).encode(), stage=stage, reason=reason, error="boom")
         for i, (stage, reason) in enumerate(
@@ -167,19 +173,62 @@ async def test_dead_letters_are_stored_filtered_and_removed(bus: Bus) -> None:
         )
     ]
     for letter in letters:
-        await bus.dead_letter(letter)
-    everything = await bus.list_dead_letters(DeadLetterFilter())
+        await store.add(letter)
+    everything = await store.select(DeadLetterFilter())
     assert {letter.id for letter in everything} == {letter.id for letter in letters}
-    retrieve = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
+    retrieve = await store.select(DeadLetterFilter(stage="retrieve"))
     assert {letter.reason for letter in retrieve} == {
         DeadLetterReason.INVALID,
         DeadLetterReason.FAILED,
     }
-    expired = await bus.list_dead_letters(DeadLetterFilter(reason=DeadLetterReason.EXPIRED))
+    expired = await store.select(DeadLetterFilter(reason=DeadLetterReason.EXPIRED))
     assert [letter.id for letter in expired] == [letters[2].id]
-    assert await bus.remove_dead_letters([letters[0].id]) == 1
-    remaining = await bus.list_dead_letters(DeadLetterFilter())
+    assert await store.remove([letters[0].id]) == 1
+    remaining = await store.select(DeadLetterFilter())
     assert {letter.id for letter in remaining} == {letters[1].id, letters[2].id}
+
+
+async def test_a_dead_letter_store_sees_only_its_stages_and_refuses_others(
+    make_bus: BusFactory,
+) -> None:
+    writer, reader = make_bus(), make_bus()
+    await writer.connect()
+    await reader.connect()
+    try:
+        everyone = writer.dead_letters(["retrieve", "generate"])
+        letters = [
+            DeadLetter.from_body(
+                query(i).encode(), stage=stage, reason=DeadLetterReason.FAILED, error="x"
+            )
+            for i, stage in enumerate(["retrieve", "generate"])
+        ]
+        for letter in letters:
+            await everyone.add(letter)
+        # Another bus that declared nothing (a fresh process) finds them from the stages.
+        fresh = reader.dead_letters(["retrieve", "generate"])
+        assert {x.id for x in await fresh.select(DeadLetterFilter())} == {x.id for x in letters}
+        only_generate = reader.dead_letters(["generate"])
+        assert [x.id for x in await only_generate.select(DeadLetterFilter())] == [letters[1].id]
+        assert await only_generate.remove([letters[0].id]) == 0  # not its stage
+        made_up = DeadLetter.from_body(
+            b"{}", stage="nope", reason=DeadLetterReason.FAILED, error="x"
+        )
+        with pytest.raises(UnknownStageError, match="unknown stage 'nope'"):
+            await fresh.add(made_up)
+        with pytest.raises(UnknownStageError):
+            await fresh.select(DeadLetterFilter(stage="nope"))
+        assert await fresh.remove([x.id for x in letters]) == 2
+        assert await fresh.select(DeadLetterFilter()) == []
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_delay_needs_a_stage_and_transient_takes_neither(bus: Bus) -> None:
+    with pytest.raises(ValueError, match="needs a stage"):
+        await bus.publish(query(1), delay=1.0)
+    with pytest.raises(ValueError, match="no stage or delay"):
+        await bus.publish(query(1), stage="retrieve", transient=True)
 
 
 async def test_unroutable_event_is_an_error(make_bus: BusFactory) -> None:

@@ -108,7 +108,9 @@ async def test_two_pipelines_share_one_bus_without_interfering(
         for host in hosts:
             stages = host.pipeline.stage_names
             assert set(host.runtime.consumers) == set(stages)  # type: ignore[union-attr]
-        assert await bus.list_dead_letters(DeadLetterFilter()) == []
+        for pipeline in (rag, toy):
+            store = bus.dead_letters(pipeline.stage_names)
+            assert await store.select(DeadLetterFilter()) == []
     finally:
         await bus.stop(grace=1)
         await bus.close()

@@ -18,8 +18,13 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run in a temporary folder (its own .ragbus/ DLQ and no .env)."""
+    """Run in a temporary folder, with a user data directory (the default DLQ's) of the
+    test's own and no RAGBUS_ settings."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for name in list(os.environ):
+        if name.startswith("RAGBUS_"):
+            monkeypatch.delenv(name)
 
 
 def test_ask_prints_answer_sources_and_stage_times() -> None:
@@ -46,7 +51,7 @@ def test_ask_json_prints_the_answer_event() -> None:
         (["ask", "--corpus", "/no/such/folder", "q"], "corpus path does not exist"),
         (["ask", "x" * 4001], "at most 4000 characters"),
         (["schema", "nope"], "unknown event type 'nope'"),
-        (["index", "/no/such/folder"], "path does not exist"),
+        (["index", "/no/such/folder"], "/no/such/folder does not exist"),
         (["worker", "--bus", "memory"], "a worker needs a shared bus"),
     ],
 )

@@ -1,27 +1,27 @@
-"""Operating dead letters: find, replay after a fix, filter, dry-run, purge, move."""
+"""Operating dead letters in process: replay after a fix, filters, dry runs (the
+``ragbus dlq`` commands, from fresh processes: ``test_dlq_cli.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-from pathlib import Path
+import uuid
+from collections.abc import Sequence
 
 import pytest
-from typer.testing import CliRunner
 
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason
-from ragbus.bus.memory import MemoryBus
-from ragbus.cli import app
+from ragbus.bus.errors import PublishNotConfirmedError
 from ragbus.client import Client
 from ragbus.config import Settings
 from ragbus.dlq import replay, replay_event
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope, new_event
 from ragbus.payloads.rag import QueryReceived, RagEvent
+from ragbus.pipelines.rag import STAGE_NAMES
 from ragbus.pipelines.rag import pipeline as rag
 from ragbus.runtime.stage import Handler
 from tests.conftest import BusFactory
+from tests.fakes import RecordingBus, RecordingDeadLetters
 
 
 class Outage:
@@ -61,11 +61,13 @@ async def test_failed_events_are_answered_after_the_fix_and_replay(
                 answered[str(event.correlation_id)] = event
 
         collector = asyncio.create_task(collect())
-        await asyncio.sleep(0.2)  # the follower is registered
+        await asyncio.sleep(0)  # the collector runs: it registers before its first await
         sent = [await client.publish({"question": q}) for q in questions]
 
+        store = bus.dead_letters(STAGE_NAMES)
+
         async def letters() -> list[DeadLetter]:
-            return await bus.list_dead_letters(DeadLetterFilter())
+            return await store.select(DeadLetterFilter())
 
         async def settled() -> bool:
             return len(answered) + len(await letters()) == 40
@@ -78,7 +80,7 @@ async def test_failed_events_are_answered_after_the_fix_and_replay(
         assert all("shard-7" in (d.envelope or {})["payload"]["question"] for d in dead)
 
         outage.fixed = True
-        summary = await replay(bus, dead)
+        summary = await replay(bus, store, dead, rag.events)
         assert (summary.replayed, summary.skipped, summary.failed) == (4, 0, 0)
 
         async def all_answered() -> bool:
@@ -86,7 +88,7 @@ async def test_failed_events_are_answered_after_the_fix_and_replay(
 
         await wait_until(all_answered)
         collector.cancel()
-        assert await bus.list_dead_letters(DeadLetterFilter()) == []
+        assert await store.select(DeadLetterFilter()) == []
     assert set(answered) == {str(event.id) for event in sent}
 
 
@@ -98,13 +100,13 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(bus: Bus) -> N
         ("generate", DeadLetterReason.INVALID, "InvalidEvent"),
     ]
     events = [new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"q{n}")) for n in range(4)]
+    store = bus.dead_letters(STAGE_NAMES)
     for event, (stage, reason, error_type) in zip(events, records, strict=True):
-        await bus.declare(stage, [])
         letter = DeadLetter.from_body(event.encode(), stage=stage, reason=reason, error="x")
-        await bus.dead_letter(letter.model_copy(update={"error_type": error_type}))
+        await store.add(letter.model_copy(update={"error_type": error_type}))
 
     async def ids(**where: object) -> set[str]:
-        found = await bus.list_dead_letters(DeadLetterFilter(**where))  # type: ignore[arg-type]
+        found = await store.select(DeadLetterFilter(**where))  # type: ignore[arg-type]
         return {str(letter.envelope["id"]) for letter in found if letter.envelope}
 
     assert await ids(stage="retrieve") == {str(events[0].id), str(events[1].id)}
@@ -112,10 +114,10 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(bus: Bus) -> N
     assert await ids(error_type="LMServerError") == {str(events[2].id)}
     assert await ids(correlation_id=str(events[3].id)) == {str(events[3].id)}
     assert len(await ids(limit=3)) == 3
-    before = await bus.list_dead_letters(DeadLetterFilter())
-    summary = await replay(bus, before, dry_run=True)
+    before = await store.select(DeadLetterFilter())
+    summary = await replay(bus, store, before, rag.events, dry_run=True)
     assert summary.replayed == 4
-    assert await bus.list_dead_letters(DeadLetterFilter()) == before
+    assert await store.select(DeadLetterFilter()) == before
 
 
 def test_replay_event_resets_attempt_counts_replays_and_keeps_ids() -> None:
@@ -123,7 +125,7 @@ def test_replay_event_resets_attempt_counts_replays_and_keeps_ids() -> None:
     letter = DeadLetter.from_body(
         event.encode(), stage="retrieve", reason=DeadLetterReason.FAILED, error="x"
     )
-    replayed = replay_event(letter)
+    replayed = replay_event(letter, rag.events)
     assert (replayed.id, replayed.attempt, replayed.replays) == (event.id, 1, 1)
     minimal = DeadLetter.from_body(
         b'{"type": "query_received", "payload": {"question": "q"}}',
@@ -131,110 +133,69 @@ def test_replay_event_resets_attempt_counts_replays_and_keeps_ids() -> None:
         reason=DeadLetterReason.FAILED,
         error="x",
     )
-    assert replay_event(minimal).id == replay_event(minimal).id  # stable across replays
+    assert (
+        replay_event(minimal, rag.events).id == replay_event(minimal, rag.events).id
+    )  # stable across replays
     raw = DeadLetter.from_body(
         b"not json", stage="retrieve", reason=DeadLetterReason.INVALID, error="x"
     )
     with pytest.raises(ValueError, match="not a JSON event"):
-        replay_event(raw)
+        replay_event(raw, rag.events)
 
 
-# the command line, on the embedded default ------------------------------------------------
+class FlakyBus(RecordingBus):
+    """Refuses to publish the events whose question mentions "refused"."""
 
-runner = CliRunner()
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("RAGBUS_"):
-            monkeypatch.delenv(name)
-    return tmp_path
-
-
-async def seed(path: Path, letters: list[DeadLetter]) -> None:
-    bus = MemoryBus(dlq_path=path)
-    for letter in letters:
-        await bus.dead_letter(letter)
+    async def publish(
+        self,
+        envelope: Envelope,
+        *,
+        stage: str | None = None,
+        delay: float | None = None,
+        transient: bool = False,
+    ) -> None:
+        if "refused" in str(envelope.payload.get("question", "")):
+            raise PublishNotConfirmedError("nack")
+        await super().publish(envelope, stage=stage, delay=delay, transient=transient)
 
 
-def failed_query(question: str, stage: str = "retrieve") -> DeadLetter:
-    event = new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=question))
-    return DeadLetter.from_body(
-        event.encode(),
-        stage=stage,
-        reason=DeadLetterReason.FAILED,
-        error=TimeoutError("LM down"),
-        attempts=5,
-    )
+class CountingStore(RecordingDeadLetters):
+    """Counts the removals asked of it."""
+
+    removals: list[int]
+
+    async def remove(self, ids: Sequence[uuid.UUID]) -> int:
+        self.removals.append(len(ids))
+        return await super().remove(ids)
 
 
-def test_cli_lists_shows_replays_and_empties_the_dlq(workdir: Path) -> None:
-    letters = [failed_query(f"How does ragbus handle a failed event? ({n})") for n in range(3)]
-    letters.append(
+async def test_replay_removes_only_what_the_broker_confirmed_in_batches() -> None:
+    bus = FlakyBus()
+    store = CountingStore(bus.letters, STAGE_NAMES)
+    store.removals = []
+    questions = [f"q{n}" + (" refused" if n % 50 == 7 else "") for n in range(250)]
+    letters = [
         DeadLetter.from_body(
-            b"garbage", stage="retrieve", reason=DeadLetterReason.INVALID, error="x"
+            new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=q)).encode(),
+            stage="retrieve",
+            reason=DeadLetterReason.FAILED,
+            error="x",
         )
-    )
-    asyncio.run(seed(workdir / ".ragbus/dlq.sqlite3", letters))
-
-    listed = runner.invoke(app, ["dlq", "list"])
-    assert listed.exit_code == 0, listed.output
-    assert "4 dead letters" in listed.output
-    assert "TimeoutError: LM down" in listed.output and "How does ragbus" in listed.output
-
-    as_json = runner.invoke(app, ["dlq", "list", "--json", "--reason", "failed"])
-    assert [json.loads(line)["attempts"] for line in as_json.output.splitlines()] == [5, 5, 5]
-
-    shown = runner.invoke(app, ["dlq", "show", str(letters[0].id)[:8]])
-    assert shown.exit_code == 0, shown.output
-    assert json.loads(shown.output)["envelope"]["payload"]["question"].endswith("(0)")
-
-    dry = runner.invoke(app, ["dlq", "replay", "--dry-run"])
-    assert "would replay 3, skipped 1" in dry.output
-    assert "4 dead letters" in runner.invoke(app, ["dlq", "list"]).output
-
-    replayed = runner.invoke(app, ["dlq", "replay", "--reason", "failed"])
-    assert replayed.exit_code == 0, replayed.output
-    assert "replayed 3, skipped 0, failed 0 of 3" in replayed.output
-    remaining = runner.invoke(app, ["dlq", "list", "--json"]).output.splitlines()
-    assert [json.loads(line)["reason"] for line in remaining] == ["invalid"]
-
-
-def test_cli_purge_asks_first_and_export_import_round_trip(workdir: Path, tmp_path: Path) -> None:
-    letters = [failed_query(f"q{n}") for n in range(3)] + [failed_query("g", stage="generate")]
-    asyncio.run(seed(workdir / ".ragbus/dlq.sqlite3", letters))
-    export = tmp_path / "letters.jsonl"
-
-    exported = runner.invoke(app, ["dlq", "export", str(export), "--stage", "retrieve"])
-    assert "exported 3" in exported.output
-    assert len(export.read_text().splitlines()) == 3
-
-    refused = runner.invoke(app, ["dlq", "purge", "--stage", "retrieve"], input="n\n")
-    assert refused.exit_code != 0
-    assert "4 dead letters" in runner.invoke(app, ["dlq", "list"]).output
-
-    purged = runner.invoke(app, ["dlq", "purge", "--stage", "retrieve", "--yes"])
-    assert "deleted 3" in purged.output
-    assert "1 dead letter" in runner.invoke(app, ["dlq", "list"]).output
-
-    imported = runner.invoke(app, ["dlq", "import", str(export)])
-    assert "imported 3" in imported.output
-    assert "4 dead letters" in runner.invoke(app, ["dlq", "list"]).output
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        (["dlq", "list", "--since", "yesterday"], "not a time"),
-        (["dlq", "list", "--stage", "nope"], "unknown stage"),
-        (["dlq", "show", "ffffffff"], "no dead letter with id"),
-        (["dlq", "import", "/no/such/file"], "file does not exist"),
-    ],
-)
-def test_cli_dlq_errors_are_one_line(workdir: Path, arguments: list[str], message: str) -> None:
-    result = runner.invoke(app, arguments)
-    assert result.exit_code != 0
-    assert message in result.output
-    assert "Traceback" not in result.output
+        for q in questions
+    ]
+    for letter in letters:
+        await store.add(letter)
+    summary = await replay(bus, store, letters, rag.events)
+    assert (summary.replayed, summary.skipped, summary.failed) == (245, 0, 5)
+    assert sum(store.removals) == 245 and len(store.removals) == 3  # 100 + 100 + 45
+    assert [envelope.payload["question"] for envelope, _ in bus.published] == [
+        q for q in questions if "refused" not in q
+    ]
+    assert {stage for _, stage in bus.published} == {"retrieve"}  # to its stage only
+    assert {envelope.attempt for envelope, _ in bus.published} == {1}
+    assert {envelope.replays for envelope, _ in bus.published} == {1}
+    kept = await store.select(DeadLetterFilter())
+    assert [letter.envelope["payload"]["question"] for letter in kept if letter.envelope] == [
+        q for q in questions if "refused" in q
+    ]
+    assert all("failed: PublishNotConfirmedError: nack" in p for p in summary.problems)

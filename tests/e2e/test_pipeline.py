@@ -12,6 +12,7 @@ from ragbus.config import Settings
 from ragbus.payloads.rag import RagEvent
 from tests.conftest import BusFactory
 from tests.faults.support import dead_letters_when
+from tests.foreign import publish_raw
 
 
 async def test_a_question_is_answered_from_the_bundled_corpus(
@@ -47,8 +48,8 @@ async def test_an_invalid_event_is_dead_lettered_and_the_rest_flow_on(
 ) -> None:
     bus = make_bus()
     async with Client(settings, bus=bus, run_pipeline=True) as client:
-        await bus.publish_raw(b'{"type": "query_received", "payload": {"k": 3}}', "query_received")
-        await bus.publish_raw(b"this is not JSON", "query_received")
+        await publish_raw(bus, b'{"type": "query_received", "payload": {"k": 3}}', "query_received")
+        await publish_raw(bus, b"this is not JSON", "query_received")
         answer = await client.ask("Which LM answers by default?", timeout=30)
         assert answer.text
         letters = await dead_letters_when(bus, 2)

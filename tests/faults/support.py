@@ -8,6 +8,7 @@ from typing import Any
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter
 from ragbus.client import Client
 from ragbus.config import Settings
+from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import TIERS
 from tests.lm_server import FakeLMServer
 from tests.polling import wait_until
@@ -57,7 +58,7 @@ async def dead_letters_when(
 
     async def enough() -> bool:
         nonlocal letters
-        letters = await bus.list_dead_letters(where or DeadLetterFilter())
+        letters = await bus.dead_letters(STAGE_NAMES).select(where or DeadLetterFilter())
         return len(letters) >= count
 
     await wait_until(enough, what=f"{count} dead letters", timeout=timeout, interval=0.05)

@@ -14,6 +14,7 @@ import pytest
 
 from ragbus.bus.base import DeadLetterFilter
 from ragbus.client import Answer, Client
+from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import Namespace
 from tests.conftest import BusFactory, WorkersFactory
 from tests.faults.support import QUESTION, bus_options, fault_settings, metric
@@ -49,7 +50,7 @@ async def test_questions_are_answered_while_the_cache_is_down(
             for stage in ("retrieve", "generate")
         }
         hits = metric(client, "ragbus_cache_total", stage="generate", result="hit")
-        assert await bus.list_dead_letters(DeadLetterFilter()) == []
+        assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == []
 
     assert [a.answer.payload["question"] for a in answers] == questions
     assert again.text == answers[0].text
@@ -130,7 +131,7 @@ async def test_redis_going_down_mid_run_and_coming_back(
                 )
 
             await through_a_redis_outage(proxy, lm, ask, count)
-            assert await bus.list_dead_letters(DeadLetterFilter()) == []
+            assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == []
     finally:
         proxy.stop()
     warnings = [r for r in caplog.records if "going on without the cache" in r.getMessage()]

@@ -9,9 +9,10 @@ import pytest
 
 from ragbus.bus.base import Bus, DeadLetterFilter, DeadLetterReason
 from ragbus.bus.rabbitmq import RabbitMQBus
-from ragbus.bus.rabbitmq_topology import tier_for
+from ragbus.bus.rabbitmq.topology import tier_for
 from ragbus.client import Client
 from ragbus.events import Envelope
+from ragbus.pipelines.rag import STAGE_NAMES
 from tests.conftest import BusFactory
 from tests.faults.support import (
     DELAYS,
@@ -29,13 +30,20 @@ pytestmark = pytest.mark.timeout(60)
 def record_redeliveries(bus: Bus) -> list[tuple[Envelope, float]]:
     """Record each delayed redelivery the runtime asks ``bus`` for: (event, delay)."""
     recorded: list[tuple[Envelope, float]] = []
-    publish_later = bus.publish_later
+    publish = bus.publish
 
-    async def recording(envelope: Envelope, *, stage: str, delay: float) -> None:
-        recorded.append((envelope, delay))
-        await publish_later(envelope, stage=stage, delay=delay)
+    async def recording(
+        envelope: Envelope,
+        *,
+        stage: str | None = None,
+        delay: float | None = None,
+        transient: bool = False,
+    ) -> None:
+        if delay is not None:
+            recorded.append((envelope, delay))
+        await publish(envelope, stage=stage, delay=delay, transient=transient)
 
-    bus.publish_later = recording  # type: ignore[method-assign]
+    bus.publish = recording  # type: ignore[method-assign]
     return recorded
 
 
@@ -55,7 +63,7 @@ async def test_a_bad_request_is_dead_lettered_at_once(
         answer = await client.ask(QUESTION, timeout=20)
         assert metric(client, "ragbus_retried_total", stage="generate", kind="in_process") == 0
         assert metric(client, "ragbus_breaker_state", dependency="lm") == 0
-        assert await bus.list_dead_letters(DeadLetterFilter()) == [letter]
+        assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == [letter]
 
     assert (letter.stage, letter.reason, letter.attempts) == ("generate", "failed", 1)
     assert letter.error_type == "LMInvalidRequestError"

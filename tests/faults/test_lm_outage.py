@@ -10,6 +10,7 @@ import pytest
 
 from ragbus.bus.base import DeadLetterFilter
 from ragbus.client import Answer, Client
+from ragbus.pipelines.rag import STAGE_NAMES
 from ragbus.runtime.breaker import BreakerState
 from tests.conftest import BusFactory
 from tests.faults.support import QUESTION, bus_options, fault_settings, metric
@@ -88,7 +89,7 @@ async def test_lm_outage_opens_the_breaker_and_every_query_is_answered(
         finally:
             for task in tasks:
                 task.cancel()
-        assert await bus.list_dead_letters(DeadLetterFilter()) == []
+        assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == []
         assert metric(client, "ragbus_dead_lettered_total", stage="generate", reason="failed") == 0
         assert metric(client, "ragbus_failed_total", stage="generate", failure_class="breaker_open")
         assert breaker_state(client) == BreakerState.CLOSED

@@ -229,7 +229,7 @@ async def test_a_lease_waiter_expires_at_its_own_deadline(
     holder_cache = SharedCache(redis_url, namespace=cache_namespace)
     waiter_cache = SharedCache(redis_url, namespace=cache_namespace)
     holder = ResultCacheGuard(holder_cache, owner="holder", poll_s=0.01)
-    waiter = ResultCacheGuard(waiter_cache, owner="waiter", poll_s=0.01, lease_s=30)
+    waiter = ResultCacheGuard(waiter_cache, owner="waiter", poll_s=0.01)
     question = f"lease deadline {uuid.uuid4().hex[:8]}"
     loop = asyncio.get_running_loop()
     try:

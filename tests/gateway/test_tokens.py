@@ -4,13 +4,16 @@ transient events that never fail and are dropped when nobody listens."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pytest
 
-from ragbus.bus.base import InboundMessage
+from ragbus.bus.base import InboundMessage, emitter
+from ragbus.bus.memory import MemoryBus
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.events import Envelope, new_event
 from ragbus.handlers import GenerateHandler
@@ -18,7 +21,6 @@ from ragbus.lm import offline_lm
 from ragbus.payloads.rag import AnswerToken, DocumentsRetrieved, Passage, QueryReceived, RagEvent
 from ragbus.streaming import TokenEmitter
 from tests.conftest import BusFactory
-from tests.fakes import RecordingBus
 from tests.polling import wait_until
 
 PASSAGES = [
@@ -90,39 +92,46 @@ async def test_token_text_is_trimmed_like_the_answer() -> None:
     assert tokens.text == "Hello world   again"
 
 
-class _BrokenBus(RecordingBus):
-    """A bus whose every publish fails (the connection is gone); its
-    ``publish_transient`` is the interface's default."""
+class _BrokenBus(MemoryBus):
+    """A memory bus whose every transient publish fails (the connection is gone)."""
 
-    async def publish(self, envelope: Envelope, **options: Any) -> None:
-        self.published.append((envelope, None))
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.attempts: list[Envelope] = []
+
+    async def _offer(self, envelope: Envelope) -> None:
+        self.attempts.append(envelope)
         raise ConnectionError("down")
 
 
-async def test_a_failing_emit_is_the_bus_s_problem_not_the_stage_s() -> None:
-    """Every token publish fails: ``publish_transient`` swallows each failure, so the
-    generate stage streams into the void and still answers in full."""
-    bus = _BrokenBus()
+async def test_a_failing_emit_is_the_bus_s_problem_not_the_stage_s(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every token publish fails: the bus swallows each failure, so the generate stage
+    streams into the void and still answers in full."""
+    caplog.set_level(logging.DEBUG, logger="ragbus.bus.memory")
+    bus = _BrokenBus(dlq_path=tmp_path / "dlq.sqlite3")
     event = _retrieved()
-    [streamed] = await GenerateHandler(offline_lm(), emit=bus.publish_transient)(event)
+    [streamed] = await GenerateHandler(offline_lm(), emit=emitter(bus))(event)
     [plain] = await GenerateHandler(offline_lm())(event)
     assert {**streamed.payload, "timings_ms": {}} == {**plain.payload, "timings_ms": {}}
-    attempts = [token for token, _ in bus.published]
-    assert len(attempts) > 1, "the stage kept streaming after the first failed publish"
-    assert {token.type for token in attempts} == {RagEvent.ANSWER_TOKEN}
-    assert "".join(token.payload["text"] for token in attempts) == plain.payload["answer"]
+    assert len(bus.attempts) > 1, "the stage kept streaming after the first failed publish"
+    assert {token.type for token in bus.attempts} == {RagEvent.ANSWER_TOKEN}
+    assert "".join(token.payload["text"] for token in bus.attempts) == plain.payload["answer"]
+    assert f"transient answer_token {bus.attempts[0].id} dropped: ConnectionError" in caplog.text
 
 
-async def test_publish_transient_lets_cancellation_through() -> None:
+async def test_a_transient_publish_lets_cancellation_through(tmp_path: Path) -> None:
     """It swallows failures, never a cancellation: a stopping stage must stop."""
     publishing = asyncio.Event()
 
-    class HangingBus(RecordingBus):
-        async def publish(self, envelope: Envelope, **options: Any) -> None:
+    class HangingBus(MemoryBus):
+        async def _offer(self, envelope: Envelope) -> None:
             publishing.set()
             await asyncio.Event().wait()
 
-    task = asyncio.create_task(HangingBus().publish_transient(_retrieved()))
+    bus = HangingBus(dlq_path=tmp_path / "dlq.sqlite3")
+    task = asyncio.create_task(emitter(bus)(_retrieved()))
     await asyncio.wait_for(publishing.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -139,7 +148,7 @@ async def test_transient_events_reach_listeners_and_vanish_without_them(
         retrieved.derive(RagEvent.ANSWER_TOKEN, AnswerToken(sequence=n, text=f"t{n}"), part=n)
         for n in range(3)
     )
-    await bus.publish_transient(unheard)  # nobody listens: dropped, no error
+    await bus.publish(unheard, transient=True)  # nobody listens: dropped, no error
     received: asyncio.Queue[InboundMessage] = asyncio.Queue()
 
     async def listen(message: InboundMessage) -> None:
@@ -148,8 +157,8 @@ async def test_transient_events_reach_listeners_and_vanish_without_them(
     bus.subscribe("listener", [RagEvent.ANSWER_TOKEN], listen, concurrency=1, ephemeral=True)
     await bus.start()
     try:
-        await bus.publish_transient(heard)
-        await bus.publish_transient(last)
+        await bus.publish(heard, transient=True)
+        await bus.publish(last, transient=True)
         got = []
         async with asyncio.timeout(10):
             for _ in range(2):
@@ -159,7 +168,7 @@ async def test_transient_events_reach_listeners_and_vanish_without_them(
         assert received.empty()
     finally:
         await bus.close()
-    await bus.publish_transient(last)  # closed: still no error
+    await bus.publish(last, transient=True)  # closed: still no error
 
 
 @pytest.mark.rabbitmq
@@ -176,7 +185,7 @@ async def test_rabbitmq_sends_tokens_non_persistent_with_a_ttl(amqp_url: str) ->
         token = _retrieved().derive(
             RagEvent.ANSWER_TOKEN, AnswerToken(sequence=0, text="hi"), part=0
         )
-        await bus.publish_transient(token)
+        await bus.publish(token, transient=True)
         found: list[aio_pika.abc.AbstractIncomingMessage] = []
 
         async def arrived() -> bool:

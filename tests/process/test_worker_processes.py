@@ -27,9 +27,11 @@ from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.dlq import replay
 from ragbus.events import Envelope, derived_event_id, new_event
 from ragbus.payloads.rag import QueryReceived, RagEvent
+from ragbus.pipelines.rag import STAGE_NAMES
 from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
 from tests.conftest import unavailable
+from tests.foreign import publish_raw
 from tests.lm_server import start_lm_server
 from tests.polling import wait_until
 from tests.process.workers import (
@@ -169,7 +171,7 @@ async def test_a_killed_worker_loses_no_query(
         f"{log.deliveries} answer deliveries"
     )
     assert_one_answer_each(log, sent)
-    assert await bus.list_dead_letters(DeadLetterFilter()) == []
+    assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == []
 
     # Whichever worker a redelivery reaches drops an event another worker finished (its
     # id is in the shared set), and counts it. Which events the kill itself redelivered
@@ -235,7 +237,7 @@ async def test_a_poison_message_that_kills_its_worker_ends_in_the_dlq(
         return sum(supervisor.restarts for supervisor in supervisors)
 
     async def dead_lettered() -> bool:
-        return bool(await bus.list_dead_letters(DeadLetterFilter(stage="retrieve")))
+        return bool(await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter(stage="retrieve")))
 
     await wait_until(
         dead_lettered,
@@ -258,7 +260,7 @@ async def test_a_poison_message_that_kills_its_worker_ends_in_the_dlq(
     dlq = bus.topology.dead_letter_queue("retrieve")
     assert dlq == f"{namespace.prefix}.retrieve.dlq"
     assert await queue_depths(namespace.url, [dlq]) == {dlq: 1}
-    [letter] = await bus.list_dead_letters(DeadLetterFilter())
+    [letter] = await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter())
     assert letter.stage == "retrieve"
     assert letter.reason == DeadLetterReason.DELIVERY_LIMIT
     assert letter.attempts == limit + 1
@@ -350,7 +352,7 @@ async def test_workers_and_clients_ride_out_a_broker_restart(
             report=workers.report,
         )
     assert_one_answer_each(log, [*early, *late])
-    assert await bus.list_dead_letters(DeadLetterFilter()) == []
+    assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == []
 
 
 async def _status_is(worker: WorkerProcess, status: int) -> bool:
@@ -459,7 +461,7 @@ async def test_ops_endpoints_report_health_and_per_stage_metrics(
         lm.set(mode="ok")
         sent = [failing, *queries(5)]
         await asyncio.gather(*(bus.publish(query) for query in sent[1:]))
-        await bus.publish_raw(b"this is not JSON", RagEvent.QUERY_RECEIVED)
+        await publish_raw(bus, b"this is not JSON", RagEvent.QUERY_RECEIVED)
         await log.wait_for((q.id for q in sent), timeout=30, report=workers.report)
 
         async def invalid_dead_lettered() -> bool:
@@ -583,7 +585,7 @@ async def test_a_worker_whose_ops_port_is_taken_stops_with_one_line(workers: Wor
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = await workers.run("worker", "--port", str(port), timeout=40)
-    assert result.code == 1
+    assert result.code == 3  # ExitCode.CONFIGURATION
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
     assert result.stderr.startswith(
         f"error: cannot serve /healthz and /metrics on 127.0.0.1:{port}"
@@ -603,12 +605,13 @@ async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
         letter = DeadLetter.from_body(
             query.encode(), stage="retrieve", reason=DeadLetterReason.FAILED, error="LM was down"
         )
-        await bus.dead_letter(letter)
-    letters = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
+        await bus.dead_letters(STAGE_NAMES).add(letter)
+    letters = await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter(stage="retrieve"))
     assert len(letters) == 60
     failed_publishes = count_failed_publishes(bus)
 
-    replaying = asyncio.create_task(replay(bus, letters, rate=25))  # about 2.4 s
+    store = bus.dead_letters(STAGE_NAMES)
+    replaying = asyncio.create_task(replay(bus, store, letters, rag.events, rate=25))  # about 2.4 s
     await wait_until(
         lambda: len(log.answered(q.id for q in dead)) >= 5,
         what="5 replayed queries answered before the restart",
@@ -631,7 +634,9 @@ async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
 
     async def settled() -> bool:
         try:
-            remaining = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
+            remaining = await bus.dead_letters(STAGE_NAMES).select(
+                DeadLetterFilter(stage="retrieve")
+            )
         except (BusError, ConnectionError, RuntimeError):
             return False  # still reconnecting
         kept = {uuid.UUID(str((letter.envelope or {})["id"])) for letter in remaining}
@@ -644,13 +649,13 @@ async def test_a_replay_interrupted_by_a_broker_restart_loses_nothing(
         timeout=60,
         report=workers.report,
     )
-    remaining = await bus.list_dead_letters(DeadLetterFilter(stage="retrieve"))
-    second = await replay(bus, remaining)
+    remaining = await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter(stage="retrieve"))
+    second = await replay(bus, bus.dead_letters(STAGE_NAMES), remaining, rag.events)
     print(f"replay: {first.replayed} + {second.replayed} (first pass failed {first.failed})")
     assert second.failed == 0
     await log.wait_for((q.id for q in dead), timeout=90, report=workers.report)
     assert_one_answer_each(log, dead)
-    assert await bus.list_dead_letters(DeadLetterFilter()) == []
+    assert await bus.dead_letters(STAGE_NAMES).select(DeadLetterFilter()) == []
 
 
 def count_failed_publishes(bus: RabbitMQBus) -> list[BaseException]:

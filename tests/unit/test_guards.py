@@ -235,15 +235,6 @@ def test_input_key_ignores_timings_and_case() -> None:
     assert input_key({"question": "a", "k": 3}) != input_key({"question": "a", "k": 4})
 
 
-async def test_bounded_memory_cache_evicts_the_oldest() -> None:
-    cache = SharedCache()
-    cache.backend.max_entries = 3
-    for number in range(5):
-        await cache.set(f"k{number}", number)
-    assert await cache.get("k0") is None
-    assert await cache.get("k4") == 4
-
-
 # dedup ------------------------------------------------------------------------------------
 
 

@@ -5,23 +5,37 @@ from ragbus.bus.base import (
     DeadLetter,
     DeadLetterFilter,
     DeadLetterReason,
+    DeadLetterStore,
     InboundMessage,
     MessageHandler,
     Requeue,
+    emitter,
 )
-from ragbus.bus.errors import BusError, PublishNotConfirmedError, UnroutableError
+from ragbus.bus.errors import (
+    BrokerRefusedError,
+    BrokerUnavailableError,
+    BusError,
+    PublishNotConfirmedError,
+    UnknownStageError,
+    UnroutableError,
+)
 from ragbus.bus.memory import MemoryBus
 
 __all__ = [
+    "BrokerRefusedError",
+    "BrokerUnavailableError",
     "Bus",
     "BusError",
     "DeadLetter",
     "DeadLetterFilter",
     "DeadLetterReason",
+    "DeadLetterStore",
     "InboundMessage",
     "MemoryBus",
     "MessageHandler",
     "PublishNotConfirmedError",
     "Requeue",
+    "UnknownStageError",
     "UnroutableError",
+    "emitter",
 ]

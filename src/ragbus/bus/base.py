@@ -1,4 +1,6 @@
-"""The bus interface: transport only. Backends: ``memory.py`` (asyncio), ``rabbitmq.py``.
+"""The bus interface: transport only. Backends: ``memory.py`` (asyncio) and the
+``rabbitmq`` package; each has its dead-letter store (``sqlite_dead_letters.py``,
+``rabbitmq/dead_letters.py``).
 
 A bus moves encoded envelopes between stages. A *stage* is a consumer group: it
 subscribes a :data:`MessageHandler` to some event types; every event of those types
@@ -18,7 +20,6 @@ The handler contract:
 from __future__ import annotations
 
 import abc
-import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,10 +29,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ragbus.bus.errors import UnknownStageError
 from ragbus.events import Envelope, utc_now
 from ragbus.json_input import MalformedJSON, parse_json
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,9 @@ class DeadLetter(BaseModel):
     """A failed event with its failure record. The envelope is kept untouched.
 
     ``envelope`` holds the original event when it could be decoded; ``raw`` holds the
-    original body text when it could not (reason ``invalid``).
+    original body text when it could not (reason ``invalid``). ``notes`` says what of a
+    stored record could not be read and what is shown instead (a damaged header of a
+    message in a RabbitMQ DLQ, a damaged row of the SQLite file); empty when all was read.
     """
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
@@ -85,6 +87,7 @@ class DeadLetter(BaseModel):
     worker_id: str = ""
     envelope: dict[str, Any] | None = None
     raw: str | None = None
+    notes: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_body(
@@ -167,6 +170,84 @@ class DeadLetterFilter:
         )
 
 
+class DeadLetterStore(abc.ABC):
+    """The dead letters of a pipeline's stages on one bus: one queue (or table) per stage.
+
+    A store knows its stages from whoever opened it (the pipeline), never from what one
+    process happened to declare, so every operation works the same from a fresh process.
+    It never creates anything for a stage that is not one of them: :meth:`add` and a
+    :meth:`select` naming such a stage raise :class:`~ragbus.bus.errors.UnknownStageError`.
+
+    Parameters:
+        stages: the pipeline's stage names (at least one; duplicates are ignored).
+    """
+
+    def __init__(self, stages: Sequence[str]) -> None:
+        self.stages: tuple[str, ...] = tuple(dict.fromkeys(stages))
+        if not self.stages:
+            raise ValueError("a dead-letter store needs the pipeline's stages")
+
+    def check_stage(self, stage: str) -> None:
+        """Raise :class:`~ragbus.bus.errors.UnknownStageError` unless ``stage`` is one of
+        the store's stages."""
+        if stage not in self.stages:
+            raise UnknownStageError(
+                f"unknown stage {stage!r}: the pipeline's stages are {', '.join(self.stages)}"
+            )
+
+    def stages_matching(self, where: DeadLetterFilter) -> tuple[str, ...]:
+        """The stages whose dead letters ``where`` may select (checked, see
+        :meth:`check_stage`)."""
+        if where.stage is None:
+            return self.stages
+        self.check_stage(where.stage)
+        return (where.stage,)
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the dead letters are kept, for people (a file path, or the broker's
+        masked URL and queue names)."""
+
+    @abc.abstractmethod
+    async def add(self, letter: DeadLetter) -> None:
+        """Store ``letter`` in its stage's dead letters, durably, before returning.
+
+        Parameters:
+            letter: the dead letter; its stage must be one of the store's.
+        """
+
+    @abc.abstractmethod
+    async def select(self, where: DeadLetterFilter) -> list[DeadLetter]:
+        """The dead letters matching ``where``, oldest first; changes nothing. A damaged
+        record never aborts a listing: it is listed with what could be read, and its
+        ``notes`` say what could not.
+
+        Parameters:
+            where: the filter (``DeadLetterFilter()`` selects everything).
+        """
+
+    @abc.abstractmethod
+    async def remove(self, ids: Sequence[uuid.UUID]) -> int:
+        """Delete the dead letters with these ids; returns how many were removed.
+
+        Parameters:
+            ids: dead-letter ids (as :meth:`select` lists them); unknown ids are ignored.
+        """
+
+
+def check_publish_options(stage: str | None, delay: float | None, transient: bool) -> None:
+    """Raise ``ValueError`` for options of :meth:`Bus.publish` that do not go together: a
+    delay without a stage, a negative delay, or a transient event with a stage or delay."""
+    if transient and (stage is not None or delay is not None):
+        raise ValueError("a transient event goes to whoever listens: no stage or delay")
+    if delay is not None:
+        if stage is None:
+            raise ValueError("a delayed publish needs a stage: it redelivers to that stage only")
+        if delay < 0:
+            raise ValueError(f"delay must be at least 0 seconds, not {delay}")
+
+
 class Bus(abc.ABC):
     """A message bus carrying envelopes between stages.
 
@@ -237,56 +318,42 @@ class Bus(abc.ABC):
         seconds (default 30); what is unfinished then is cancelled and redelivered."""
 
     @abc.abstractmethod
-    async def publish(self, envelope: Envelope, *, stage: str | None = None) -> None:
-        """Publish ``envelope`` and return once the bus has it safely (broker confirm).
+    async def publish(
+        self,
+        envelope: Envelope,
+        *,
+        stage: str | None = None,
+        delay: float | None = None,
+        transient: bool = False,
+    ) -> None:
+        """Publish ``envelope``; return once the bus has it safely (broker confirm).
+
+        Raises :class:`~ragbus.bus.errors.UnroutableError` when no queue takes it and
+        :class:`~ragbus.bus.errors.PublishNotConfirmedError` when the broker did not
+        confirm it (see :func:`check_publish_options` for options that do not combine).
 
         Parameters:
             envelope: the event.
-            stage: deliver only to this stage's queue (retry, replay); default: every
+            stage: deliver only to this stage's queue (a retry, a replay); default: every
                 stage subscribed to the event type.
+            delay: deliver after this many seconds, to ``stage`` only (a delayed
+                redelivery; needs ``stage``); default: now.
+            transient: an interim event (``answer_token``) for whoever listens right now:
+                published at most once, best effort, not persisted, not confirmed as
+                routed, dropped when nobody listens (or, on the memory bus, when a
+                listener's queue is full), never retried or dead-lettered. A transient
+                publish never raises, except ``asyncio.CancelledError``: it must never
+                fail the stage that sends it (default False).
         """
 
-    async def publish_transient(self, envelope: Envelope) -> None:
-        """Publish an interim event (``answer_token``) at most once, best effort.
-
-        Transient events are progress for whoever listens right now: they are not
-        persisted, not confirmed as routed, dropped when nobody listens (or, on the memory
-        bus, when a listener's queue is full), never retried and never dead-lettered. This
-        method never raises, except ``asyncio.CancelledError``: a transient event must
-        never fail the stage that sends it. It is the ``emit`` callback a handler gets
-        (see :data:`ragbus.streaming.Emit`).
-
-        The default publishes with :meth:`publish` and drops any failure; backends
-        override it to skip persistence and routing checks.
+    @abc.abstractmethod
+    def dead_letters(self, stages: Sequence[str]) -> DeadLetterStore:
+        """The dead-letter store of ``stages`` on this bus (use it once connected).
 
         Parameters:
-            envelope: the event.
+            stages: the pipeline's stage names; the store lists, adds and removes the
+                dead letters of these stages only.
         """
-        try:
-            await self.publish(envelope)
-        except Exception as exc:
-            logger.debug("transient %s %s dropped: %r", envelope.type, envelope.id, exc)
-
-    @abc.abstractmethod
-    async def publish_raw(self, body: bytes, event_type: str) -> None:
-        """Publish an already-encoded body under ``event_type``, unvalidated (used for
-        messages from other services and in tests of invalid input)."""
-
-    @abc.abstractmethod
-    async def publish_later(self, envelope: Envelope, *, stage: str, delay: float) -> None:
-        """Deliver ``envelope`` to ``stage`` only, after ``delay`` seconds (delayed retry)."""
-
-    @abc.abstractmethod
-    async def dead_letter(self, letter: DeadLetter) -> None:
-        """Store ``letter`` in its stage's dead-letter queue, safely, before returning."""
-
-    @abc.abstractmethod
-    async def list_dead_letters(self, where: DeadLetterFilter) -> list[DeadLetter]:
-        """The dead letters matching ``where``, oldest first; changes nothing."""
-
-    @abc.abstractmethod
-    async def remove_dead_letters(self, ids: Sequence[uuid.UUID]) -> int:
-        """Delete the dead letters with these ids; returns how many were removed."""
 
     async def pause(self, stage: str) -> None:  # noqa: B027 - optional hook
         """Stop taking new deliveries for ``stage`` (a breaker opened); default: no-op."""
@@ -305,3 +372,18 @@ class Bus(abc.ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def emitter(bus: Bus) -> Callable[[Envelope], Awaitable[None]]:
+    """The ``emit`` callback a handler gets (:data:`ragbus.streaming.Emit`): publishes
+    each event on ``bus`` as transient, best effort, never raising (see
+    :meth:`Bus.publish`).
+
+    Parameters:
+        bus: the bus to publish on.
+    """
+
+    async def emit(envelope: Envelope) -> None:
+        await bus.publish(envelope, transient=True)
+
+    return emit

@@ -2,14 +2,14 @@
 
 Each stage has a bounded queue; a publisher waits while a stage's queue is full
 (backpressure), so memory stays flat however much waits upstream. Dead letters go to a
-SQLite file so ``ragbus dlq ...`` works on the embedded default too.
+SQLite file (:mod:`ragbus.bus.sqlite_dead_letters`) so ``ragbus dlq ...`` works on the
+embedded default too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +17,14 @@ from pathlib import Path
 from ragbus.bus.base import (
     Bus,
     DeadLetter,
-    DeadLetterFilter,
     DeadLetterReason,
     InboundMessage,
     MessageHandler,
     Requeue,
+    check_publish_options,
 )
 from ragbus.bus.errors import UnroutableError
-from ragbus.bus.sqlite_dlq import SqliteDeadLetterStore
+from ragbus.bus.sqlite_dead_letters import SqliteDeadLetterStore
 from ragbus.events import Envelope
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,8 @@ class MemoryBus(Bus):
     ) -> None:
         self.queue_size = queue_size
         self.delivery_limit = delivery_limit
-        self.dead_letters = SqliteDeadLetterStore(dlq_path)
+        self.dlq_path = dlq_path
+        self._transient_dropped = 0
         self._stages: dict[str, _Stage] = {}
         self._routes: dict[str, list[_Stage]] = {}
         self._timers: set[asyncio.Task[None]] = set()
@@ -180,17 +181,48 @@ class MemoryBus(Bus):
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def publish(self, envelope: Envelope, *, stage: str | None = None) -> None:
+    async def publish(
+        self,
+        envelope: Envelope,
+        *,
+        stage: str | None = None,
+        delay: float | None = None,
+        transient: bool = False,
+    ) -> None:
         """Put ``envelope`` on the queue of each stage that consumes it (or of ``stage``
-        only); waits while a queue is full."""
+        only); waits while a queue is full. See :meth:`Bus.publish` for the options.
+
+        Parameters:
+            envelope: the event.
+            stage: only this stage's queue (default: every stage consuming the type).
+            delay: put it there after this many seconds, by a timer task (default: now).
+            transient: best effort, see :meth:`_offer` (default False).
+        """
+        check_publish_options(stage, delay, transient)
+        if transient:
+            try:
+                await self._offer(envelope)
+            except Exception as exc:  # a transient event must never fail its sender
+                logger.debug("transient %s %s dropped: %r", envelope.type, envelope.id, exc)
+            return
+        if delay is not None:
+            assert stage is not None  # checked above
+            self._later(envelope, stage, delay)
+            return
         await self._enqueue(envelope.encode(), envelope.type, stage)
 
-    async def publish_transient(self, envelope: Envelope) -> None:
-        """Put ``envelope`` on the queue of each stage that consumes it; with no such
-        stage it is dropped (see :meth:`Bus.publish_transient`). A full queue gets
-        :data:`TRANSIENT_WAIT_S` seconds to make room (a busy listener catches up),
-        then the event is dropped, and so are the next ones for that queue until it has
-        room again: a stuck listener never holds a stage up for long."""
+    @property
+    def transient_dropped(self) -> int:
+        """Transient events dropped because a listener's queue was full, one per listener
+        that missed one (events nobody listens to are not counted: nobody lost them)."""
+        return self._transient_dropped
+
+    async def _offer(self, envelope: Envelope) -> None:
+        """Put a transient ``envelope`` on the queue of each stage that consumes it; with
+        no such stage it is dropped. A full queue gets :data:`TRANSIENT_WAIT_S` seconds
+        to make room (a busy listener catches up), then the event is dropped and
+        counted (:attr:`transient_dropped`), and so are the next ones for that queue
+        until it has room again: a stuck listener never holds a stage up for long."""
         targets = self._routes.get(envelope.type)
         if not targets:
             return
@@ -211,10 +243,18 @@ class MemoryBus(Bus):
                     continue
                 except TimeoutError:
                     target.congested = True
+            self._transient_dropped += 1
             logger.debug("stage %s: queue full, transient %s dropped", target.name, envelope.id)
 
-    async def publish_raw(self, body: bytes, event_type: str) -> None:
-        """Put an unvalidated body on the queues of the stages consuming ``event_type``."""
+    async def inject(self, body: bytes, event_type: str) -> None:
+        """Deliver an unvalidated ``body`` to the stages consuming ``event_type``, as a
+        foreign producer's message would arrive (tests of invalid input). The memory
+        bus's own: not part of :class:`Bus`.
+
+        Parameters:
+            body: the message body, as sent.
+            event_type: the routing key it is sent under.
+        """
         await self._enqueue(body, event_type, None)
 
     async def _enqueue(self, body: bytes, event_type: str, stage: str | None) -> None:
@@ -229,7 +269,7 @@ class MemoryBus(Bus):
         for target in targets:
             await target.queue.put(InboundMessage(body=body, stage=target.name))
 
-    async def publish_later(self, envelope: Envelope, *, stage: str, delay: float) -> None:
+    def _later(self, envelope: Envelope, stage: str, delay: float) -> None:
         """Deliver ``envelope`` to ``stage`` after ``delay`` seconds (a timer task)."""
         if stage not in self._stages:
             raise UnroutableError(f"no stage {stage!r} on this bus")
@@ -242,17 +282,9 @@ class MemoryBus(Bus):
         self._timers.add(timer)
         timer.add_done_callback(self._timers.discard)
 
-    async def dead_letter(self, letter: DeadLetter) -> None:
-        """Write ``letter`` to the SQLite dead-letter file."""
-        await self.dead_letters.add(letter)
-
-    async def list_dead_letters(self, where: DeadLetterFilter) -> list[DeadLetter]:
-        """The dead letters matching ``where``, oldest first."""
-        return await self.dead_letters.select(where)
-
-    async def remove_dead_letters(self, ids: Sequence[uuid.UUID]) -> int:
-        """Delete the dead letters with ``ids``."""
-        return await self.dead_letters.remove(ids)
+    def dead_letters(self, stages: Sequence[str]) -> SqliteDeadLetterStore:
+        """The dead letters of ``stages`` in this bus's SQLite file (``dlq_path``)."""
+        return SqliteDeadLetterStore(self.dlq_path, stages)
 
     async def pause(self, stage: str) -> None:
         """Stop handing ``stage`` new messages; its queue keeps them."""
@@ -301,7 +333,7 @@ class MemoryBus(Bus):
     async def _redeliver(self, stage: _Stage, message: InboundMessage, exc: Exception) -> None:
         if message.delivery_count >= self.delivery_limit:
             logger.error("stage %s: delivery limit reached, dead-lettering: %r", stage.name, exc)
-            await self.dead_letter(
+            await self.dead_letters([stage.name]).add(
                 DeadLetter.from_body(
                     message.body,
                     stage=stage.name,

@@ -1,5 +1,11 @@
 """Settings: one pydantic-settings object, environment prefix ``RAGBUS_``."""
 
-from ragbus.config.settings import BusKind, Settings, load_settings, with_changes
+from ragbus.config.settings import (
+    BusKind,
+    Settings,
+    default_dlq_path,
+    load_settings,
+    with_changes,
+)
 
-__all__ = ["BusKind", "Settings", "load_settings", "with_changes"]
+__all__ = ["BusKind", "Settings", "default_dlq_path", "load_settings", "with_changes"]

@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
+import platformdirs
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
 OFFLINE_MODEL = "offline/extractive"
+#: Default bound of the in-process result cache, in bytes.
+CACHE_MAX_BYTES = 64 * 1024 * 1024
+#: Default largest corpus document, in bytes.
+CORPUS_MAX_FILE_BYTES = 32 * 1024 * 1024
+#: Default largest number of documents in a corpus folder.
+CORPUS_MAX_FILES = 10_000
 
 
 class BusKind(StrEnum):
@@ -21,6 +30,41 @@ class BusKind(StrEnum):
 
     MEMORY = "memory"
     RABBITMQ = "rabbitmq"
+
+
+def default_dlq_path() -> Path:
+    """Where the memory bus keeps dead letters unless ``RAGBUS_DLQ_PATH`` says otherwise:
+    ``dlq.sqlite3`` in the user's data directory (``$XDG_DATA_HOME/ragbus``, by default
+    ``~/.local/share/ragbus``, on Linux), the same wherever a command runs."""
+    return Path(platformdirs.user_data_dir("ragbus", appauthor=False)) / "dlq.sqlite3"
+
+
+def check_url(url: str, *, schemes: Collection[str], example: str) -> None:
+    """Raise ``ValueError`` unless every comma-separated part of ``url`` is a URL with
+    one of ``schemes``, a host and a valid port. The message never repeats the URL: it
+    may hold a password, and a URL that does not parse cannot be masked.
+
+    Parameters:
+        url: one URL, or several separated by commas (the nodes of a cluster).
+        schemes: the schemes allowed.
+        example: a well-formed URL to show instead.
+    """
+    for part in url.split(","):
+        try:
+            parsed = urlsplit(part.strip())
+            parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parsed = None
+        if (
+            parsed is None
+            or parsed.scheme not in schemes
+            or not parsed.hostname
+            or any(c.isspace() for c in part.strip())
+        ):
+            raise ValueError(
+                f"not a valid {' or '.join(f'{s}://' for s in sorted(schemes))} URL "
+                f"(the value is not shown: it may hold a password); expected e.g. {example}"
+            )
 
 
 def _default_worker_id() -> str:
@@ -31,7 +75,13 @@ class Settings(BaseSettings):
     """All of ragbus's configuration. See the README's Configuration table."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RAGBUS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RAGBUS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A validation error would repeat the raw value (a URL with its password)
+        # in its text, and so in any traceback: never show inputs.
+        hide_input_in_errors=True,
     )
 
     app: str = Field(
@@ -46,11 +96,28 @@ class Settings(BaseSettings):
     )
     exchange: str = Field(default="ragbus.events", description="RabbitMQ topic exchange")
     queue_prefix: str = Field(default="ragbus", description="prefix of every stage queue name")
+    connect_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="how long a worker, the gateway or a Client keeps trying to reach the "
+        "broker when it starts (with backoff, one log line per attempt) before it exits; "
+        "one-shot commands (ask, publish, dlq) try once",
+    )
 
     corpus: Path | None = Field(
         default=None,
         description="folder of .md/.txt/.jsonl documents, or an index built by `ragbus index`; "
         "default: the bundled ragbus guide",
+    )
+    corpus_max_file_bytes: int = Field(
+        default=CORPUS_MAX_FILE_BYTES,
+        ge=1,
+        description="largest corpus document read (bytes); a larger one is an error naming it",
+    )
+    corpus_max_files: int = Field(
+        default=CORPUS_MAX_FILES,
+        ge=1,
+        description="most documents read from a corpus folder; more is an error",
     )
     top_k: int = Field(default=4, ge=1, le=50, description="passages retrieved per question")
 
@@ -80,7 +147,9 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="drain time on stop")
     dlq_path: Path = Field(
-        default=Path(".ragbus/dlq.sqlite3"), description="memory bus: SQLite file of dead letters"
+        default_factory=default_dlq_path,
+        description="memory bus: SQLite file of dead letters; default dlq.sqlite3 in the "
+        "user's data directory (~/.local/share/ragbus on Linux)",
     )
     redelivery_delays_s: tuple[PositiveFloat, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0),
@@ -112,7 +181,19 @@ class Settings(BaseSettings):
         default="ragbus", description="prefix of every cache key (several deployments, one Redis)"
     )
     cache_ttl_s: int = Field(default=3600, ge=1, description="time to live of cached results")
-    coalesce_lease_s: float = Field(default=30.0, gt=0, description="cross-worker compute lease")
+    cache_max_bytes: int = Field(
+        default=CACHE_MAX_BYTES,
+        ge=1024,
+        description="in-process cache (no cache_url): memory it may hold, in bytes; the least "
+        "recently used results go first",
+    )
+    coalesce_lease_s: float = Field(
+        default=3.0,
+        ge=0.3,
+        le=60.0,
+        description="shared cache: how long the lease of a worker computing a result "
+        "outlives it if it dies (renewed every third of this while it works)",
+    )
     dedup: bool = Field(default=True, description="drop redelivered events already processed")
 
     worker_id: str = Field(default_factory=_default_worker_id, description="name in dead letters")
@@ -201,6 +282,27 @@ class Settings(BaseSettings):
 
             parse_many(value)  # its ValueError names the string
         return value.strip()
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_url(cls, value: SecretStr) -> SecretStr:
+        check_url(
+            value.get_secret_value(),
+            schemes=("amqp", "amqps"),
+            example="amqp://user:***@host:5672/vhost",
+        )
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _check_cache_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_url(
+                value.get_secret_value(),
+                schemes=("redis", "rediss"),
+                example="redis://:***@host:6379/0",
+            )
+        return value
 
     @field_validator("cors_origins", "gateway_allowed_hosts", "gateway_event_types", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Literal
 import uvicorn
 from starlette.types import ASGIApp
 
+from ragbus.client import Client
 from ragbus.config import Settings
 from ragbus.gateway.app import create_app
 from ragbus.gateway.exposure import check_exposure
@@ -90,8 +91,22 @@ def serve(
         port: TCP port (default ``settings.gateway_port``).
     """
     check_exposure(settings, host if host is not None else settings.gateway_host)
-    config = server_config(create_app(settings, pipeline=pipeline), settings, host=host, port=port)
-    asyncio.run(_Server(config).serve())
+    asyncio.run(_serve(settings, pipeline=pipeline, host=host, port=port))
+
+
+async def _serve(
+    settings: Settings, *, pipeline: Pipeline | None, host: str | None, port: int | None
+) -> None:
+    # The client connects before uvicorn starts: a broker that cannot be reached (after
+    # RAGBUS_CONNECT_TIMEOUT_S of retries) ends `ragbus serve` with one clear line, not
+    # with a lifespan traceback inside uvicorn.
+    client = Client(settings, app=pipeline, follow_tokens=True)
+    await client.open()
+    try:
+        config = server_config(create_app(settings, client), settings, host=host, port=port)
+        await _Server(config).serve()
+    finally:
+        await client.close()
 
 
 @contextlib.asynccontextmanager

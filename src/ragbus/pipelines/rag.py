@@ -53,10 +53,11 @@ pipeline.sink("answers", RagEvent.ANSWER_GENERATED)
 )
 def retrieve(context: StageContext) -> RetrieveHandler:
     """Finds the passages for a question in the corpus (``RAGBUS_CORPUS``, BM25)."""
-    from ragbus.retrieval import load_index
+    from ragbus.retrieval import CorpusLimits, load_index
 
     settings = context.settings
-    return RetrieveHandler(load_index(settings.corpus), default_k=settings.top_k)
+    index = load_index(settings.corpus, limits=CorpusLimits.from_settings(settings))
+    return RetrieveHandler(index, default_k=settings.top_k)
 
 
 @pipeline.stage(

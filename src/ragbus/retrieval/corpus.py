@@ -10,13 +10,16 @@ A corpus is a folder, searched recursively, of:
 
 A passage's ``doc_id`` is the file's path relative to the corpus folder, ``#`` and the
 passage's index in the file (``guide/retries.md#2``); a JSONL line's ``id`` replaces it.
-Names starting with ``.`` are skipped.
+Names starting with ``.`` are skipped. A folder on disk is walked by
+:mod:`ragbus.retrieval.walk`, which never leaves it, never loops and limits how much is
+read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
@@ -25,9 +28,15 @@ from typing import Final
 from ragbus.errors import ConfigurationError
 from ragbus.payloads.rag import MAX_PASSAGE_CHARS, Passage
 from ragbus.retrieval.chunking import MAX_WORDS, MIN_WORDS, split_document
+from ragbus.retrieval.walk import (
+    DOCUMENT_SUFFIXES,
+    CorpusLimits,
+    Skipped,
+    list_documents,
+    read_document,
+)
 
-#: File suffixes read as documents.
-DOCUMENT_SUFFIXES: Final = (".md", ".txt", ".jsonl")
+logger = logging.getLogger(__name__)
 
 _MAX_ID_CHARS: Final = 500
 _MAX_TITLE_CHARS: Final = 500
@@ -57,11 +66,16 @@ def _documents(node: Traversable, relative: PurePosixPath) -> Iterator[tuple[str
             yield (relative / child.name).as_posix(), child
 
 
-def _read(file: Traversable, name: str) -> str:
+def _decode(data: bytes, name: str) -> str:
     try:
-        return file.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigurationError(f"corpus file {name} is not UTF-8 text: {exc}") from exc
+
+
+def _read(file: Traversable, name: str) -> str:
+    try:
+        return _decode(file.read_bytes(), name)
     except OSError as exc:
         raise ConfigurationError(f"cannot read corpus file {name}: {exc}") from exc
 
@@ -159,38 +173,26 @@ def parse_jsonl_file(name: str, text: str) -> list[CorpusPassage]:
     return passages
 
 
-def load_documents(
-    root: Traversable, *, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS
+def parse_document(
+    name: str, text: str, *, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS
 ) -> list[CorpusPassage]:
-    """The passages of every document under ``root`` (a folder or one file), in path order.
-
-    Raises :class:`~ragbus.errors.ConfigurationError` when ``root`` holds no document,
-    when a file cannot be read or parsed, or when two passages share a ``doc_id``.
+    """The passages of one document, parsed by its suffix (``.jsonl``, ``.md`` or text).
 
     Parameters:
-        root: a folder (any :class:`~importlib.resources.abc.Traversable`) or one file.
+        name: the file's path relative to the corpus folder.
+        text: the file's content.
         min_words: a Markdown/text passage is closed at this many words (default 80).
         max_words: no Markdown/text passage has more words than this (default 200).
     """
-    if root.is_file():
-        files: list[tuple[str, Traversable]] = [(root.name, root)]
-    else:
-        files = list(_documents(root, PurePosixPath()))
-    if not files:
-        suffixes = ", ".join(DOCUMENT_SUFFIXES)
-        raise ConfigurationError(f"no documents ({suffixes}) found in corpus {root}")
-    passages: list[CorpusPassage] = []
-    for name, file in files:
-        text = _read(file, name)
-        if name.endswith(".jsonl"):
-            passages.extend(parse_jsonl_file(name, text))
-        else:
-            markdown = name.endswith(".md")
-            passages.extend(
-                parse_text_file(
-                    name, text, markdown=markdown, min_words=min_words, max_words=max_words
-                )
-            )
+    if name.endswith(".jsonl"):
+        return parse_jsonl_file(name, text)
+    return parse_text_file(
+        name, text, markdown=name.endswith(".md"), min_words=min_words, max_words=max_words
+    )
+
+
+def _checked(passages: list[CorpusPassage], root: object) -> list[CorpusPassage]:
+    """``passages``, once they are known to be some and to have unique ids."""
     if not passages:
         raise ConfigurationError(f"the documents in corpus {root} contain no text")
     seen: set[str] = set()
@@ -201,24 +203,97 @@ def load_documents(
     return passages
 
 
-def load_corpus(
-    path: Path, *, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS
-) -> list[CorpusPassage]:
-    """The passages of the documents in the folder (or file) ``path``.
+def _no_documents(root: object) -> ConfigurationError:
+    suffixes = ", ".join(DOCUMENT_SUFFIXES)
+    return ConfigurationError(f"no documents ({suffixes}) found in corpus {root}")
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusRead:
+    """The passages of a corpus folder, and the entries that were skipped (and why)."""
+
+    passages: list[CorpusPassage]
+    skipped: Sequence[Skipped]
+
+
+def read_corpus(
+    path: Path,
+    *,
+    limits: CorpusLimits | None = None,
+    min_words: int = MIN_WORDS,
+    max_words: int = MAX_WORDS,
+    progress: Callable[[int, int], None] | None = None,
+) -> CorpusRead:
+    """The passages of the documents in the folder (or file) ``path``, and what was
+    skipped: symlinks leading outside the folder, loops, files that are not regular.
 
     Raises :class:`~ragbus.errors.ConfigurationError` when ``path`` does not exist or
-    holds no document, and for any unreadable or invalid file (naming it, and for JSONL
-    the line).
+    holds no document, for a file over the size limit or too many files, and for any
+    unreadable or invalid file (naming it, and for JSONL the line).
 
     Parameters:
         path: a folder searched recursively for ``.md``, ``.txt`` and ``.jsonl`` files,
             or a single such file.
+        limits: size and count limits (default :class:`~ragbus.retrieval.walk.CorpusLimits`).
+        min_words: a Markdown/text passage is closed at this many words (default 80).
+        max_words: no Markdown/text passage has more words than this (default 200).
+        progress: called with (documents read, documents found) after each document
+            (default: none), e.g. to show how far reading is.
+    """
+    listing = list_documents(path, limits)
+    if not listing.files:
+        raise _no_documents(path)
+    passages: list[CorpusPassage] = []
+    for done, file in enumerate(listing.files, start=1):
+        text = _decode(read_document(file, limits), file.name)
+        passages.extend(parse_document(file.name, text, min_words=min_words, max_words=max_words))
+        if progress is not None:
+            progress(done, len(listing.files))
+    return CorpusRead(_checked(passages, path), tuple(listing.skipped))
+
+
+def load_corpus(
+    path: Path,
+    *,
+    limits: CorpusLimits | None = None,
+    min_words: int = MIN_WORDS,
+    max_words: int = MAX_WORDS,
+) -> list[CorpusPassage]:
+    """The passages of the documents in the folder (or file) ``path`` (see
+    :func:`read_corpus`); each skipped entry is logged as a warning.
+
+    Parameters:
+        path: a folder searched recursively, or a single document file.
+        limits: size and count limits (default :class:`~ragbus.retrieval.walk.CorpusLimits`).
         min_words: a Markdown/text passage is closed at this many words (default 80).
         max_words: no Markdown/text passage has more words than this (default 200).
     """
-    if not path.exists():
-        raise ConfigurationError(f"corpus path does not exist: {path}")
-    if path.is_file() and not path.name.endswith(DOCUMENT_SUFFIXES):
-        suffixes = ", ".join(DOCUMENT_SUFFIXES)
-        raise ConfigurationError(f"corpus file {path} is not a document ({suffixes})")
-    return load_documents(path, min_words=min_words, max_words=max_words)
+    read = read_corpus(path, limits=limits, min_words=min_words, max_words=max_words)
+    for skipped in read.skipped:
+        logger.warning("corpus %s: skipped %s: %s", path, skipped.name, skipped.reason)
+    return read.passages
+
+
+def load_documents(
+    root: Traversable, *, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS
+) -> list[CorpusPassage]:
+    """The passages of every document in a package's resources (the bundled corpus), in
+    path order. A folder on disk goes through :func:`load_corpus`, which is safe for
+    untrusted folders.
+
+    Parameters:
+        root: a folder of package resources, or a folder on disk.
+        min_words: a Markdown/text passage is closed at this many words (default 80).
+        max_words: no Markdown/text passage has more words than this (default 200).
+    """
+    if isinstance(root, Path):
+        return load_corpus(root, min_words=min_words, max_words=max_words)
+    files = list(_documents(root, PurePosixPath()))
+    if not files:
+        raise _no_documents(root)
+    passages: list[CorpusPassage] = []
+    for name, file in files:
+        passages.extend(
+            parse_document(name, _read(file, name), min_words=min_words, max_words=max_words)
+        )
+    return _checked(passages, root)

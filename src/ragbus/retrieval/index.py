@@ -2,7 +2,9 @@
 
 A saved index is a folder holding the bm25s index files and a manifest,
 ``ragbus-index.json``, with the format version, the corpus fingerprint and the
-passages themselves, so a worker can load it without the original documents.
+passages themselves, so a worker can load it without the original documents. It holds
+corpus text, so its folder is ``0700`` and its files ``0600``; it is written aside and
+put in place whole (:mod:`ragbus.retrieval.atomic_dir`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -20,8 +23,11 @@ from typing import Any, Final
 import bm25s
 
 from ragbus.errors import ConfigurationError
+from ragbus.files import PRIVATE_MODE, write_private
 from ragbus.payloads.rag import Passage
+from ragbus.retrieval.atomic_dir import publish_folder, staging_folder
 from ragbus.retrieval.corpus import CorpusPassage, load_corpus, load_documents
+from ragbus.retrieval.walk import CorpusLimits
 from ragbus.text import TERMS_VERSION, terms
 
 # bm25s sets its logger to DEBUG when imported; its index-build messages are noise here.
@@ -33,6 +39,8 @@ MANIFEST_NAME: Final = "ragbus-index.json"
 INDEX_FORMAT_VERSION: Final = 1
 #: The package whose documents make up the bundled corpus.
 BUNDLED_CORPUS_PACKAGE: Final = "ragbus.corpus"
+#: Loads of a saved index retried when it was replaced while being read.
+_LOAD_TRIES: Final = 3
 
 _BM25_PARAMS: Final[dict[str, Any]] = {"method": "lucene", "k1": 1.5, "b": 0.75}
 
@@ -129,13 +137,17 @@ class SearchIndex:
         ]
 
     def save(self, directory: Path) -> None:
-        """Write the index to ``directory`` (created if missing; the manifest last).
+        """Write the index to ``directory``, whole: into a new private folder beside it,
+        then moved over it in one step, so readers see the old index or the new one.
+
+        Raises :class:`~ragbus.errors.ConfigurationError` when ``directory`` exists and
+        is a file, or a folder that is not a saved index (it is never replaced). A
+        symlink at ``directory`` is replaced, never written through.
 
         Parameters:
-            directory: the target folder; existing index files in it are replaced.
+            directory: the target folder (its parent is created if missing).
         """
-        directory.mkdir(parents=True, exist_ok=True)
-        self._retriever.save(str(directory), show_progress=False)
+        _check_replaceable(directory)
         manifest = {
             "format": "ragbus-index",
             "version": INDEX_FORMAT_VERSION,
@@ -144,10 +156,12 @@ class SearchIndex:
                 {"doc_id": p.doc_id, "title": p.title, "text": p.text} for p in self._passages
             ],
         }
-        target = directory / MANIFEST_NAME
-        partial = directory / f".{MANIFEST_NAME}.partial"
-        partial.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-        os.replace(partial, target)
+        with staging_folder(directory) as staging:
+            self._retriever.save(str(staging), show_progress=False)
+            for written in staging.iterdir():
+                os.chmod(written, PRIVATE_MODE, follow_symlinks=False)
+            write_private(staging / MANIFEST_NAME, json.dumps(manifest, ensure_ascii=False))
+            publish_folder(staging, directory)
 
     @classmethod
     def load(cls, directory: Path) -> SearchIndex:
@@ -159,6 +173,17 @@ class SearchIndex:
         Parameters:
             directory: a folder written by :meth:`save`.
         """
+        for _ in range(_LOAD_TRIES):
+            before = _folder_identity(directory)
+            loaded = cls._load_once(directory)
+            # The manifest and the bm25s files are read by path: if a new index was
+            # swapped in meanwhile they may come from two indexes. Read it again.
+            if _folder_identity(directory) == before:
+                return loaded
+        raise ConfigurationError(f"index {directory} keeps being replaced: try again")
+
+    @classmethod
+    def _load_once(cls, directory: Path) -> SearchIndex:
         manifest_path = directory / MANIFEST_NAME
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -201,22 +226,49 @@ class SearchIndex:
         return cls(passages, retriever, fingerprint)
 
 
+def _folder_identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        status = directory.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _check_replaceable(directory: Path) -> None:
+    """Refuse to replace a file, or a folder that is not a saved index (user data)."""
+    try:
+        status = os.lstat(directory)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(status.st_mode):
+        return  # the link is replaced; what it points to is never touched
+    if not stat.S_ISDIR(status.st_mode):
+        raise ConfigurationError(f"{directory} is a file, not a ragbus index: choose a folder")
+    if any(directory.iterdir()) and not (directory / MANIFEST_NAME).is_file():
+        raise ConfigurationError(
+            f"{directory} is a folder that is not a ragbus index, so it is not replaced: "
+            "choose a new folder for the index"
+        )
+
+
 @functools.cache
 def bundled_index() -> SearchIndex:
     """The index over the corpus shipped in ``ragbus.corpus``, built once per process."""
     return SearchIndex.build(load_documents(files(BUNDLED_CORPUS_PACKAGE)))
 
 
-def load_index(path: Path | None = None) -> SearchIndex:
+def load_index(path: Path | None = None, *, limits: CorpusLimits | None = None) -> SearchIndex:
     """The search index for the ``corpus`` setting.
 
     Parameters:
         path: ``None`` (default) for the bundled ragbus guide (built once per process);
             a folder saved by :meth:`SearchIndex.save` (it holds ``ragbus-index.json``)
             to load it; any other folder or file of documents to build an index over.
+        limits: size and count limits of a folder of documents (default
+            :class:`~ragbus.retrieval.walk.CorpusLimits`).
     """
     if path is None:
         return bundled_index()
     if (path / MANIFEST_NAME).is_file():
         return SearchIndex.load(path)
-    return SearchIndex.build(load_corpus(path))
+    return SearchIndex.build(load_corpus(path, limits=limits))

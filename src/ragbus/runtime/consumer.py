@@ -59,6 +59,7 @@ class StageConsumer:
         self.events = events
         self.processed = processed
         self.bus = bus
+        self.dead_letters = bus.dead_letters([stage.name])
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id
         self.redelivery_delays = tuple(redelivery_delays)
@@ -180,7 +181,7 @@ class StageConsumer:
             delay,
         )
         self.metrics.retried.labels(self.stage.name, "redelivery").inc()
-        await self.bus.publish_later(retry, stage=self.stage.name, delay=delay)
+        await self.bus.publish(retry, stage=self.stage.name, delay=delay)
 
     async def _dead_letter(
         self,
@@ -199,5 +200,5 @@ class StageConsumer:
             attempts=attempts,
             worker_id=self.worker_id,
         )
-        await self.bus.dead_letter(letter)
+        await self.dead_letters.add(letter)
         self.metrics.dead_lettered.labels(self.stage.name, reason.value).inc()

@@ -51,7 +51,6 @@ class Guards:
     metrics: Metrics
     cache_enabled: bool = True
     owner: str = ""
-    lease_s: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings, bus: Bus, metrics: Metrics) -> Guards:
@@ -59,8 +58,10 @@ class Guards:
         cache = SharedCache(
             settings.cache_url.get_secret_value() if settings.cache_url else None,
             ttl_s=settings.cache_ttl_s,
+            max_bytes=settings.cache_max_bytes,
             namespace=settings.cache_namespace,
             metrics=metrics,
+            lease_ttl_s=settings.coalesce_lease_s,
         )
         return cls(
             cache=cache,
@@ -74,7 +75,6 @@ class Guards:
             metrics=metrics,
             cache_enabled=settings.cache_enabled,
             owner=settings.worker_id,
-            lease_s=settings.coalesce_lease_s,
         )
 
     def middlewares(self, extra: Sequence[Middleware] = ()) -> list[Middleware]:
@@ -88,7 +88,7 @@ class Guards:
         """
         chain: list[Middleware] = [DeadlineGuard()]
         if self.cache_enabled:
-            chain.append(ResultCacheGuard(self.cache, owner=self.owner, lease_s=self.lease_s))
+            chain.append(ResultCacheGuard(self.cache, owner=self.owner))
         chain += extra
         chain += [RetryGuard(self.retry, self.metrics), BreakerGuard(self.board), TimeoutGuard()]
         return chain

@@ -4,8 +4,10 @@ processes, then store.
 Identical inputs (same stage, same configuration fingerprint, same normalized input)
 share one handler call: later ones hit the cache; concurrent ones in this process wait
 for the one in flight; with a shared (Redis) cache, concurrent ones in other workers
-wait while the lease holder computes, then read its result. aiocache's ``RedLock``
-only coordinates one process, so the lease is a plain ``SET NX`` with a TTL.
+wait while the lease holder computes, then read its result. The lease is renewed while
+its holder computes and lapses seconds after a holder dies
+(:mod:`ragbus.runtime.lease`), so a killed worker delays the questions it held by that
+much, not by a fixed lease time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from ragbus.events import Envelope, utc_now
 from ragbus.runtime.cache import SharedCache, result_key
 from ragbus.runtime.deadline import EventExpired, expired
+from ragbus.runtime.lease import LeaseOutcome
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage
 
@@ -42,11 +45,10 @@ class ResultCacheGuard:
     one call.
 
     Parameters:
-        cache: the shared cache.
+        cache: the shared cache (its leases' time to live is set there).
         owner: this worker's name, written into leases (default "").
-        lease_s: how long a lease holder may compute before others give up waiting
-            and compute themselves (default 30).
-        poll_s: how often a waiter checks for the lease holder's result (default 0.05).
+        poll_s: how often a waiter checks for the lease holder's result, and whether the
+            holder still holds its lease (default 0.05).
         metrics: counts hits, misses and coalesced calls (default: the cache's).
     """
 
@@ -55,13 +57,11 @@ class ResultCacheGuard:
         cache: SharedCache,
         *,
         owner: str = "",
-        lease_s: float = 30.0,
         poll_s: float = 0.05,
         metrics: Metrics | None = None,
     ) -> None:
         self.cache = cache
         self.owner = owner
-        self.lease_s = lease_s
         self.poll_s = poll_s
         self.metrics = metrics or cache.metrics
         self._in_flight: dict[str, asyncio.Future[CachedOutputs]] = {}
@@ -109,25 +109,21 @@ class ResultCacheGuard:
             await self.cache.set(key, to_cached(outputs), stage=stage.name)
             return outputs
         lease = f"lease:{key}"
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self.lease_s
         while True:
-            held = await self.cache.add(lease, self.owner, ttl_s=self.lease_s, stage=stage.name)
-            if held is not False:  # ours, or the cache is down: compute
-                try:
+            async with self.cache.lease(lease, owner=self.owner, stage=stage.name) as outcome:
+                if outcome is not LeaseOutcome.HELD:  # ours (renewed), or Redis is down
                     # a holder may have stored its result and let go since we looked
-                    cached = await self.cache.get(key, stage=stage.name) if held else None
-                    if cached is not None:
-                        self.metrics.cache.labels(stage.name, "coalesced").inc()
-                        return from_cached(envelope, cached)
+                    if outcome is LeaseOutcome.TAKEN:
+                        cached = await self.cache.get(key, stage=stage.name)
+                        if cached is not None:
+                            self.metrics.cache.labels(stage.name, "coalesced").inc()
+                            return from_cached(envelope, cached)
                     outputs = await call_next(envelope)
                     await self.cache.set(key, to_cached(outputs), stage=stage.name)
                     return outputs
-                finally:
-                    if held:
-                        await self.cache.delete(lease, stage=stage.name)
-            # another worker computes it: wait for its result or for its lease to end
-            while loop.time() < give_up_at:
+            # another worker computes it: wait for its result, or for its lease to end
+            # (it failed, or died and stopped renewing)
+            while True:
                 await asyncio.sleep(self.poll_s)
                 if envelope.is_expired():
                     raise expired(envelope)
@@ -135,13 +131,8 @@ class ResultCacheGuard:
                 if cached is not None:
                     self.metrics.cache.labels(stage.name, "coalesced").inc()
                     return from_cached(envelope, cached)
-                if await self.cache.get(lease, stage=stage.name) is None:
-                    break  # the holder gave up (failed or died): try to take over
-            else:
-                logger.warning("stage %s: lease wait over, computing %s", stage.name, key)
-                outputs = await call_next(envelope)
-                await self.cache.set(key, to_cached(outputs), stage=stage.name)
-                return outputs
+                if not await self.cache.lease_held(lease, stage=stage.name):
+                    break  # try to take over (or compute, if Redis went down)
 
 
 async def _follow(envelope: Envelope, leader: asyncio.Future[CachedOutputs]) -> CachedOutputs:

@@ -1,0 +1,209 @@
+"""Publishing: the one message builder, and confirmed, mandatory publishes.
+
+Every message the bus sends is built by :func:`build_message`. Publishes go through one
+robust channel with publisher confirms, ``mandatory=True`` and ``on_return_raises=True``
+(without it aio-pika ignores a returned message); confirms are pipelined, so concurrent
+publishes do not wait for each other. The broker's answers become the bus's errors:
+a returned message is :class:`~ragbus.bus.errors.UnroutableError`, a nack or a lost
+connection :class:`~ragbus.bus.errors.PublishNotConfirmedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, DeliveryMode, ExchangeType
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+
+from ragbus.bus.base import check_publish_options
+from ragbus.bus.errors import BusError, PublishNotConfirmedError, UnroutableError
+from ragbus.bus.rabbitmq.connection import BrokerConnection
+from ragbus.bus.rabbitmq.topology import Topology
+from ragbus.events import Envelope
+
+logger = logging.getLogger(__name__)
+
+#: Time to live of a transient event (``answer_token``) in a listener's queue, in ms:
+#: past it, the interim progress is stale and the broker drops it.
+TRANSIENT_TTL_MS: Final = 60_000
+
+#: Content type of every event.
+JSON: Final = "application/json"
+
+#: Failures of a publish that mean "not confirmed" (nack, lost channel or connection).
+_NOT_CONFIRMED: Final = (
+    AMQPError,
+    ConnectionError,
+    ChannelInvalidStateError,
+    asyncio.TimeoutError,
+)
+
+
+def build_message(
+    body: bytes,
+    *,
+    event_type: str | None,
+    message_id: str | None,
+    correlation_id: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    content_type: str | None = JSON,
+    persistent: bool = True,
+    expiration_ms: int | None = None,
+    **properties: Any,
+) -> aio_pika.Message:
+    """A message for the broker: the one place where ragbus sets message properties.
+
+    Parameters:
+        body: the body (an envelope's JSON, or a dead letter's original body).
+        event_type: the ``type`` property: the event type, when known.
+        message_id: the ``message_id`` property: the event id, when known.
+        correlation_id: the ``correlation_id`` property (default none).
+        headers: the headers (default none).
+        content_type: the ``content_type`` property (default ``application/json``).
+        persistent: ``delivery_mode`` 2, written to disk (default True: aio-pika's own
+            default is non-persistent).
+        expiration_ms: a per-message time to live in milliseconds (default none).
+        properties: other AMQP properties passed through as they came (a requeued
+            message keeps its ``priority``, ``reply_to``, ``timestamp``, ...).
+    """
+    return aio_pika.Message(
+        body,
+        headers=dict(headers) if headers is not None else None,
+        content_type=content_type,
+        delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
+        expiration=expiration_ms / 1000 if expiration_ms is not None else None,
+        message_id=message_id,
+        type=event_type,
+        correlation_id=correlation_id,
+        **properties,
+    )
+
+
+def envelope_message(envelope: Envelope, *, transient: bool = False) -> aio_pika.Message:
+    """The message of ``envelope``: persistent, or, when ``transient``, non-persistent
+    with a time to live of :data:`TRANSIENT_TTL_MS`."""
+    return build_message(
+        envelope.encode(),
+        event_type=envelope.type,
+        message_id=str(envelope.id),
+        correlation_id=str(envelope.correlation_id),
+        persistent=not transient,
+        expiration_ms=TRANSIENT_TTL_MS if transient else None,
+    )
+
+
+class Publisher:
+    """Publishes on the bus's confirmed channel.
+
+    Parameters:
+        connection: the bus's connection.
+        topology: where events go (the exchange; stage, retry and dead-letter queues).
+    """
+
+    def __init__(self, connection: BrokerConnection, topology: Topology) -> None:
+        self.connection = connection
+        self.topology = topology
+        self._channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def open(self) -> None:
+        """Open the confirmed channel and declare the exchange on it (so aio-pika
+        redeclares it after a reconnect)."""
+        channel = await self.connection.robust.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._exchange = await channel.declare_exchange(
+            self.topology.exchange, ExchangeType.TOPIC, durable=True
+        )
+        self._channel = channel
+
+    def forget(self) -> None:
+        """Drop the channel (its connection is closing)."""
+        self._channel = self._exchange = None
+
+    async def publish(
+        self,
+        envelope: Envelope,
+        *,
+        stage: str | None = None,
+        delay: float | None = None,
+        transient: bool = False,
+    ) -> None:
+        """Publish ``envelope``; see :meth:`ragbus.bus.base.Bus.publish`.
+
+        Persistent, confirmed and ``mandatory``: to the exchange with its type as
+        routing key; with ``stage``, to ``<prefix>.<stage>`` only; with ``delay`` too,
+        to the stage's retry queue whose tier suits the delay (it reaches the stage
+        queue when the tier's TTL expires). A ``transient`` event goes to the exchange
+        non-persistent, not ``mandatory``, with a TTL: a queue bound to its type gets
+        it, else the broker drops it; failures are logged and dropped. It goes through
+        the same channel, so a stage's transient events reach a listener before the
+        outputs it publishes next.
+
+        Parameters:
+            envelope: the event.
+            stage: only this stage (default: every stage consuming the type).
+            delay: seconds before it reaches ``stage`` (default: now).
+            transient: best effort, never raises but ``CancelledError`` (default False).
+        """
+        check_publish_options(stage, delay, transient)
+        if transient:
+            try:
+                message = envelope_message(envelope, transient=True)
+                await self._require_exchange().publish(message, envelope.type, mandatory=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("transient %s %s dropped: %r", envelope.type, envelope.id, exc)
+            return
+        message = envelope_message(envelope)
+        if stage is None:
+            await self._send(self._require_exchange(), envelope.type, message)
+        elif delay is None:
+            await self.to_queue(self.topology.stage_queue(stage), message)
+        else:
+            await self.to_queue(self.topology.retry_queue_for(stage, delay), message)
+
+    async def to_queue(self, queue: str, message: aio_pika.Message) -> None:
+        """Publish ``message`` to ``queue`` only (the default exchange), confirmed and
+        ``mandatory``: :class:`UnroutableError` when the queue does not exist.
+
+        Parameters:
+            queue: the queue's name (a stage, retry or dead-letter queue).
+            message: the message (see :func:`build_message`).
+        """
+        channel = self._channel
+        if channel is None:
+            raise BusError("the bus is not connected: call connect() first")
+        await self._send(channel.default_exchange, queue, message)
+
+    async def _send(
+        self, exchange: AbstractExchange, routing_key: str, message: aio_pika.Message
+    ) -> None:
+        """Publish with confirm and ``mandatory``; translate the broker's answers."""
+        try:
+            await exchange.publish(message, routing_key, mandatory=True)
+        except PublishError as exc:
+            raise UnroutableError(
+                f"no queue takes {message.type or 'the message'!r} "
+                f"(exchange {exchange.name!r}, routing key {routing_key!r})"
+            ) from exc
+        except DeliveryError as exc:
+            raise PublishNotConfirmedError(f"the broker refused the message: {exc!r}") from exc
+        except _NOT_CONFIRMED as exc:
+            raise PublishNotConfirmedError(f"publish not confirmed: {exc!r}") from exc
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # aiormq cancels pending confirmations when the connection drops.
+            raise PublishNotConfirmedError("publish not confirmed: connection lost") from exc
+
+    def _require_exchange(self) -> AbstractExchange:
+        if self._exchange is None:
+            raise BusError("the bus is not connected: call connect() first")
+        return self._exchange

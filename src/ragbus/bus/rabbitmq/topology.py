@@ -1,0 +1,246 @@
+"""The RabbitMQ topology of ragbus: names and arguments of its exchange and queues.
+
+Other services rely on it (see ``docs/rabbitmq.md``), so it lives in one place:
+
+- one durable topic exchange, ``<exchange>``; the routing key is the event type;
+- per stage, a durable quorum queue ``<prefix>.<stage>`` bound to the event types the
+  stage consumes, with ``x-delivery-limit`` and dead-lettering to the stage's DLQ;
+- per stage, a durable classic dead-letter queue ``<prefix>.<stage>.dlq``;
+- per stage and delay tier, a durable classic retry queue
+  ``<prefix>.<stage>.retry.<milliseconds>`` whose messages expire after the tier's
+  delay and are dead-lettered to ``<prefix>.<stage>`` only (default exchange);
+- per sink (a pipeline's results, e.g. ``answers``), a durable classic queue
+  ``<prefix>.<sink>`` bounded in length and age, so final events are always routable.
+
+:class:`Declarer` is the one place that declares them (on a short-lived channel); the
+consumer redeclares a stage queue on its robust channel with the same arguments, so
+aio-pika restores it after a reconnect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel
+from aiormq.exceptions import ChannelPreconditionFailed
+
+from ragbus.bus.errors import BusError
+from ragbus.bus.rabbitmq.connection import BrokerConnection
+
+#: The delays of the per-stage retry queues, in seconds.
+DEFAULT_DELAY_TIERS: Final[tuple[float, ...]] = (1.0, 5.0, 30.0, 120.0)
+
+#: Deliveries a stage queue allows before the broker dead-letters a message whose
+#: handler keeps failing (the quorum queue's ``x-delivery-limit``).
+DEFAULT_DELIVERY_LIMIT: Final = 20
+
+
+def tier_for(delay: float, tiers: Sequence[float]) -> float:
+    """The smallest tier of ``tiers`` that is at least ``delay``, else the largest.
+
+    Parameters:
+        delay: the wanted delay in seconds.
+        tiers: the available delays in seconds (not empty).
+    """
+    if not tiers:
+        raise ValueError("there must be at least one delay tier")
+    fitting = [tier for tier in tiers if tier >= delay]
+    return min(fitting) if fitting else max(tiers)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Names and arguments of ragbus's exchange and queues.
+
+    Parameters:
+        exchange: the topic exchange every event is published to.
+        prefix: the prefix of every queue name.
+        delivery_limit: ``x-delivery-limit`` of each stage queue.
+        delay_tiers: the delays of the retry queues, in seconds.
+    """
+
+    exchange: str
+    prefix: str
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    delay_tiers: tuple[float, ...] = DEFAULT_DELAY_TIERS
+
+    def stage_queue(self, stage: str) -> str:
+        """``<prefix>.<stage>``: where the stage's events wait."""
+        return f"{self.prefix}.{stage}"
+
+    def dead_letter_queue(self, stage: str) -> str:
+        """``<prefix>.<stage>.dlq``: the stage's dead letters."""
+        return f"{self.prefix}.{stage}.dlq"
+
+    def retry_queue(self, stage: str, tier: float) -> str:
+        """``<prefix>.<stage>.retry.<ms>``: the stage's delayed retries of one tier."""
+        return f"{self.prefix}.{stage}.retry.{tier_milliseconds(tier)}"
+
+    def stage_queues(self, stage: str) -> tuple[str, ...]:
+        """Every queue of ``stage``: its stage queue, its DLQ and one retry queue per
+        delay tier (what a stage leaves on the broker, e.g. to delete it)."""
+        return (
+            self.stage_queue(stage),
+            self.dead_letter_queue(stage),
+            *(self.retry_queue(stage, tier) for tier in self.delay_tiers),
+        )
+
+    def ephemeral_queue(self, stage: str, suffix: str) -> str:
+        """``<prefix>.<stage>.<suffix>``: an exclusive queue living with its connection."""
+        return f"{self.prefix}.{stage}.{suffix}"
+
+    def stage_arguments(self, stage: str) -> dict[str, Any]:
+        """Arguments of the stage queue: quorum, delivery limit, dead-lettering to the DLQ."""
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dead_letter_queue(stage),
+        }
+
+    def dead_letter_arguments(self) -> dict[str, Any]:
+        """Arguments of a DLQ: a classic queue, so listing it (``basic.get`` and return)
+        counts no delivery attempt and keeps the order."""
+        return {"x-queue-type": "classic"}
+
+    def retry_arguments(self, stage: str, tier: float) -> dict[str, Any]:
+        """Arguments of a retry queue: messages expire after ``tier`` seconds and go back
+        to ``<prefix>.<stage>`` only."""
+        return {
+            "x-queue-type": "classic",
+            "x-message-ttl": tier_milliseconds(tier),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.stage_queue(stage),
+        }
+
+    def sink_queue(self, name: str) -> str:
+        """``<prefix>.<name>``: a sink keeping a pipeline's latest results."""
+        return f"{self.prefix}.{name}"
+
+    @staticmethod
+    def sink_arguments(max_length: int, ttl_s: float) -> dict[str, Any]:
+        """Arguments of a sink: a classic queue holding at most ``max_length`` messages
+        (the oldest dropped first) for at most ``ttl_s`` seconds each."""
+        return {
+            "x-queue-type": "classic",
+            "x-max-length": max_length,
+            "x-overflow": "drop-head",
+            "x-message-ttl": tier_milliseconds(ttl_s),
+        }
+
+    def retry_queue_for(self, stage: str, delay: float) -> str:
+        """The retry queue of ``stage`` whose tier suits ``delay`` (see :func:`tier_for`)."""
+        return self.retry_queue(stage, tier_for(delay, self.delay_tiers))
+
+
+def tier_milliseconds(tier: float) -> int:
+    """A delay tier in whole milliseconds (at least 1)."""
+    return max(1, round(tier * 1000))
+
+
+class Declarer:
+    """Declares the exchange and queues of a :class:`Topology`, each on a short-lived
+    channel; idempotent. A queue or exchange that exists with other arguments becomes a
+    :class:`~ragbus.bus.errors.BusError` (RabbitMQ's ``PRECONDITION_FAILED``), never a
+    silent use of someone else's queue.
+
+    Parameters:
+        connection: the bus's connection.
+        topology: the names and arguments.
+    """
+
+    def __init__(self, connection: BrokerConnection, topology: Topology) -> None:
+        self.connection = connection
+        self.topology = topology
+        self._stages: set[str] = set()
+
+    @property
+    def declared_stages(self) -> frozenset[str]:
+        """The stages whose queues this declarer declared (for tools that clean up
+        after themselves). Dead letters are never looked for by it: a fresh process has
+        declared nothing."""
+        return frozenset(self._stages)
+
+    @contextlib.asynccontextmanager
+    async def _channel(self, what: str) -> AsyncIterator[AbstractChannel]:
+        """A channel with the exchange declared, for declaring ``what``."""
+        try:
+            async with self.connection.channel() as channel:
+                await channel.declare_exchange(
+                    self.topology.exchange, ExchangeType.TOPIC, durable=True
+                )
+                yield channel
+        except ChannelPreconditionFailed as exc:
+            raise BusError(
+                f"a queue or exchange of {what} exists with other arguments: {exc}"
+            ) from exc
+
+    async def exchange(self) -> None:
+        """Declare the topic exchange."""
+        async with self._channel("the bus"):
+            pass
+
+    async def stage(self, stage: str, event_types: Sequence[str]) -> None:
+        """Declare ``stage``'s DLQ, retry queues and stage queue, bound to
+        ``event_types``.
+
+        Parameters:
+            stage: the stage.
+            event_types: the event types its queue is bound to (bindings are only ever
+                added).
+        """
+        topology = self.topology
+        async with self._channel(f"stage {stage!r}") as channel:
+            await channel.declare_queue(
+                topology.dead_letter_queue(stage),
+                durable=True,
+                arguments=topology.dead_letter_arguments(),
+            )
+            for tier in topology.delay_tiers:
+                await channel.declare_queue(
+                    topology.retry_queue(stage, tier),
+                    durable=True,
+                    arguments=topology.retry_arguments(stage, tier),
+                )
+            queue = await channel.declare_queue(
+                topology.stage_queue(stage),
+                durable=True,
+                arguments=topology.stage_arguments(stage),
+            )
+            for event_type in event_types:
+                await queue.bind(topology.exchange, routing_key=event_type)
+        self._stages.add(stage)
+
+    async def dead_letter_queue(self, stage: str) -> None:
+        """Declare ``stage``'s DLQ only."""
+        async with self._channel(f"stage {stage!r}") as channel:
+            await channel.declare_queue(
+                self.topology.dead_letter_queue(stage),
+                durable=True,
+                arguments=self.topology.dead_letter_arguments(),
+            )
+        self._stages.add(stage)
+
+    async def sink(
+        self, name: str, event_types: Sequence[str], *, max_length: int, ttl_s: float
+    ) -> None:
+        """Declare the sink ``name`` bound to ``event_types``.
+
+        Parameters:
+            name: the sink (queue ``<prefix>.<name>``).
+            event_types: the event types it keeps.
+            max_length, ttl_s: its bounds (see :meth:`Topology.sink_arguments`).
+        """
+        topology = self.topology
+        async with self._channel(f"sink {name!r}") as channel:
+            queue = await channel.declare_queue(
+                topology.sink_queue(name),
+                durable=True,
+                arguments=topology.sink_arguments(max_length, ttl_s),
+            )
+            for event_type in event_types:
+                await queue.bind(topology.exchange, routing_key=event_type)

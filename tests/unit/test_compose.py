@@ -1,0 +1,183 @@
+"""The example deployment (compose.yaml) is safe by default: checked by reading it, since
+no container engine runs here. No guest user, no broker or Redis port published, nothing
+published beyond loopback, every secret required from `.env` and none written in the
+file, and what compose would hand each service makes valid ragbus settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from ragbus.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+SECRET_VARIABLES = {"RABBITMQ_PASSWORD", "REDIS_PASSWORD", "GATEWAY_TOKEN"}
+LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
+
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ escapes.
+_VARIABLE = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+)
+
+
+class MissingVariable(Exception):
+    pass
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """``value`` as compose interpolates it with ``env``."""
+
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        name, op, arg = match["name"], match["op"], match["arg"]
+        current = env.get(name)
+        empty = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in {":?", "?"} and empty:
+            raise MissingVariable(f"{name}: {arg}")
+        if op in {":-", "-"} and empty:
+            return arg
+        return current or ""
+
+    return _VARIABLE.sub(one, value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def example_env() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def test_the_system_is_all_there(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == {"rabbitmq", "redis", "retrieve", "generate", "gateway"}
+    for name in ("retrieve", "generate", "gateway"):
+        assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["redis"] and "healthcheck" in services["rabbitmq"]
+
+
+def test_no_guest_user_anywhere() -> None:
+    assert "guest" not in COMPOSE.read_text().lower()
+
+
+def test_nothing_is_published_beyond_loopback_and_no_broker_or_redis_port_at_all(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published: list[tuple[str, str, str]] = []
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):  # the long syntax
+                host_ip = str(port.get("host_ip", ""))
+                target = str(port["target"])
+            else:
+                host_ip, _, rest = str(port).rpartition(":")
+                host_ip, _, _ = host_ip.rpartition(":")  # host_ip:published:target
+                target = rest.split("/")[0]
+            published.append((name, host_ip, target))
+    assert published, "the gateway should be reachable from this machine"
+    for name, host_ip, target in published:
+        assert host_ip in LOOPBACK, f"{name} publishes {target} on all interfaces"
+        assert target not in {"5672", "5671", "6379"}, f"{name} publishes {target}"
+    assert ("gateway", "127.0.0.1", "8000") in published
+
+
+def test_every_secret_is_required_from_the_env_file_and_none_is_written_here(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    text = COMPOSE.read_text()
+    for variable in SECRET_VARIABLES:
+        uses = re.findall(rf"\$\{{{variable}(:?[-?]?)", text)
+        assert uses and set(uses) == {":?"}, f"{variable} must be required (${{{variable}:?...}})"
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            if key.endswith("_URL"):
+                password = urlsplit(value.replace("${", "").replace("}", "")).password
+                assert password is None or "PASSWORD" in password, f"{name}: {key}"
+            if key.endswith(("_PASS", "_PASSWORD", "_API_TOKEN", "_API_KEY")):
+                assert value.startswith("${") and ":?" in value, f"{name}: {key} is a literal"
+
+
+def test_the_gateway_requires_a_token(services: dict[str, dict[str, Any]]) -> None:
+    token = environment(services["gateway"])["RAGBUS_API_TOKEN"]
+    with pytest.raises(MissingVariable, match="GATEWAY_TOKEN"):
+        interpolate(token, {})
+    assert interpolate(token, {"GATEWAY_TOKEN": "t0ken"}) == "t0ken"
+
+
+def test_redis_takes_its_password_off_the_command_line(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    command = " ".join(services["redis"]["command"])
+    assert "requirepass" in command and "redis-server -" in command
+    assert "--requirepass" not in command
+    assert "REDISCLI_AUTH" in " ".join(services["redis"]["healthcheck"]["test"])
+
+
+def test_every_variable_is_explained_in_the_example_env_file() -> None:
+    used = {m["name"] for m in _VARIABLE.finditer(COMPOSE.read_text()) if m["name"]}
+    used.discard("OPENAI_API_KEY")  # only in the commented real-LM lines
+    assert used <= set(example_env()), used - set(example_env())
+    assert all(example_env()[name] == "" for name in SECRET_VARIABLES)  # no shared default
+
+
+def test_compose_refuses_to_start_without_the_secrets(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("rabbitmq", "redis", "retrieve", "generate", "gateway"):
+        with pytest.raises(MissingVariable):
+            for value in environment(services[name]).values():
+                interpolate(value, example_env())
+
+
+def test_what_compose_hands_the_services_makes_valid_settings(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = {**example_env(), "RABBITMQ_PASSWORD": "a1b2c3", "REDIS_PASSWORD": "d4e5f6"}
+    env["GATEWAY_TOKEN"] = "g7h8i9"
+    broker = environment(services["rabbitmq"])
+    assert interpolate(broker["RABBITMQ_DEFAULT_USER"], env) == "ragbus"
+    for name in ("retrieve", "generate", "gateway"):
+        values = {k: interpolate(v, env) for k, v in environment(services[name]).items()}
+        fields = {
+            key.removeprefix("RAGBUS_").lower(): value
+            for key, value in values.items()
+            if key.startswith("RAGBUS_")
+        }
+        settings = Settings(_env_file=None, **fields)  # type: ignore[arg-type]
+        assert settings.amqp_url.get_secret_value() == "amqp://ragbus:a1b2c3@rabbitmq:5672/"
+        assert settings.cache_url is not None
+        assert settings.cache_url.get_secret_value() == "redis://:d4e5f6@redis:6379/0"
+        if name == "gateway":
+            assert settings.api_token is not None
+            assert settings.api_token.get_secret_value() == "g7h8i9"
