@@ -33,7 +33,6 @@ from pathlib import Path
 import httpx
 
 from ragbus.config import Settings
-from ragbus.ops_http import DEFAULT_OPS_PORT
 from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import Namespace
 from tests.docs.needs import GATEWAY_PORT, Needs
@@ -42,8 +41,11 @@ from tests.docs.shell import Command
 from tests.polling import wait_until
 from tests.process.workers import OPS_LINE, WorkerProcess, Workers
 
-#: ``ragbus worker``'s default ``--port`` (its /healthz and /metrics).
-WORKER_PORT = DEFAULT_OPS_PORT
+#: The folder of the documentation's worked examples (``--app docs_example:pipeline``).
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+#: Stage names of the built-in analyzer and of the worked example, besides RAG's.
+EXAMPLE_STAGES = ("analyze", "clean", "read")
 
 #: The line ``ragbus serve`` prints before it binds.
 GATEWAY_LINE = re.compile(r"ragbus gateway on http://(?P<host>[^\s:/]+):(?P<port>\d+)/")
@@ -91,7 +93,9 @@ class Sandbox:
             (self.home / "notes" / name).write_text(text)
         self.namespace = Namespace(amqp_url) if amqp_url else None
         if self.namespace is not None:
-            self.namespace.stages.update(STAGE_NAMES)
+            # the stages any example's workers may declare: the built-in apps' and those
+            # of the worked example of docs/pipelines.md
+            self.namespace.stages.update(STAGE_NAMES, EXAMPLE_STAGES)
             self.namespace.make()  # so cleanup knows the topology's queue names
         self.redis_url = redis_url
         self.cache_namespace = f"test-{uuid.uuid4().hex[:10]}"
@@ -110,6 +114,8 @@ class Sandbox:
             XDG_CACHE_HOME=cache_home,  # pip's and npm's caches stay where they were
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             PYTHONUNBUFFERED="1",
+            # docs/pipelines.md runs its worked example "with it on PYTHONPATH"
+            PYTHONPATH=os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")])),
             LITELLM_LOCAL_MODEL_COST_MAP="true",
             RAGBUS_CACHE_NAMESPACE=self.cache_namespace,
             RAGBUS_GATEWAY_PORT=str(self.port_for(GATEWAY_PORT)),
@@ -165,13 +171,10 @@ class Sandbox:
 
     def service_command(self, command: Command) -> str:
         """A ``ragbus worker`` / ``ragbus serve`` line as it is started here: rewritten,
-        a worker given its port when the line names none, ``exec`` so that signals reach
-        ragbus itself."""
+        and ``exec`` so that signals reach ragbus itself. A worker whose line names no
+        port runs as written: it takes 9100, or a free port when that is taken, and logs
+        which (the line its readiness is read from)."""
         text = self.rewrite(command.text)
-        if command.service == "worker" and not _PORT_OPTION.search(command.text):
-            port = self.port_for(WORKER_PORT)
-            text = text.replace("ragbus worker", f"ragbus worker --port {port}", 1)
-            self.rewrites["ragbus worker"] = f"ragbus worker --port {port}"
         return f"{command.assignments}exec {text[len(command.assignments) :]}"
 
     # -- services -------------------------------------------------------------------

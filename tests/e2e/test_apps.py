@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from ragbus.bus.base import DeadLetterFilter, InboundMessage
 from ragbus.client import Client
@@ -174,3 +175,25 @@ def test_send_schema_and_bench_take_a_users_app(tmp_path: Path) -> None:
     assert missing.stderr.strip() == (
         "error: --app 'nope_app:pipeline': cannot import 'nope_app': No module named 'nope_app'"
     )
+
+
+async def test_the_pytest_fixture_runs_a_users_pipeline(
+    ragbus_harness: Any, tmp_path: Path
+) -> None:
+    toy = toy_module(tmp_path)
+    async with ragbus_harness(toy) as harness:
+        sent = await harness.publish({"text": " one   two "})
+        result = await harness.result(sent)
+        assert result.payload == {"text": "one two", "words": 2}
+        assert [e.type for e in harness.events(sent)] == [
+            "text_in",
+            "text_cleaned",
+            "words_counted",
+        ]
+        invalid = await harness.publish(
+            Envelope(type="text_cleaned", payload={"text": "x"})
+        )  # the count stage's input, published from outside: handled like any other
+        assert (await harness.result(invalid)).payload == {"text": "x", "words": 1}
+        assert await harness.dead_letters() == []
+        assert harness.client is not None  # its files are the test's own
+        assert harness.client.settings.dlq_path == tmp_path / "dlq.sqlite3"

@@ -255,7 +255,7 @@ async def test_a_worker_a_gateway_and_a_client_wait_for_their_broker(
             assert ":guest@" not in waited and "Traceback" not in waited, waited
 
         proxy = start_proxy(namespace.url, port=proxy_port)  # the broker is reachable now
-        await worker.wait_for_line("serving retrieve,generate", timeout=60)
+        await worker.wait_for_line("serving rag:retrieve,generate", timeout=60)
         async with asyncio.timeout(60):
             await opening
         answer = await client.ask("How does ragbus handle a failed event?", timeout=60)
