@@ -210,6 +210,11 @@ class Pipeline:
             examples: example payloads, for docs, AsyncAPI and ``ragbus bench``
                 (default none).
         """
+        if name.startswith("ragbus."):
+            raise ValueError(
+                f"event type {name!r}: names starting with 'ragbus.' are ragbus's own "
+                "control events"
+            )
         self.events.register(
             name,
             model,

@@ -214,3 +214,8 @@ def test_apps_load_by_short_name_or_module_attribute(
     ]:
         with pytest.raises(ConfigurationError, match=message):
             load_app(spec)
+
+
+def test_control_event_names_are_reserved() -> None:
+    with pytest.raises(ValueError, match="ragbus's own control events"):
+        Pipeline("x").event("ragbus.cancel", TextIn)
