@@ -9,6 +9,7 @@ import socket
 import httpx
 import pytest
 
+from ragbus.cli_common import ExitCode
 from tests.gateway.conftest import QUESTION, parse_sse
 from tests.polling import wait_until
 from tests.process.workers import Workers, ragbus_command
@@ -70,10 +71,6 @@ async def test_ragbus_serve_answers_from_worker_processes(workers: Workers) -> N
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="ragbus serve exits 3 with uvicorn's log line instead of one 'error:' line",
-)
 async def test_ragbus_serve_on_a_taken_port_stops_with_one_line(workers: Workers) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
@@ -81,4 +78,5 @@ async def test_ragbus_serve_on_a_taken_port_stops_with_one_line(workers: Workers
     # the banner, then one line that says what is wrong, like a worker on a taken port
     [error] = [line for line in result.stderr.splitlines() if not GATEWAY_LINE.match(line)]
     assert error.startswith("error: ") and str(port) in error, result.stderr
-    assert result.code == 1, result.stderr
+    assert "choose another --port" in error
+    assert result.code == ExitCode.CONFIGURATION, result.stderr

@@ -217,3 +217,19 @@ def test_generate_fingerprint_names_model_prompt_version_and_module() -> None:
     assert not GenerateHandler(other_model).fingerprint.startswith("offline/extractive")
     hotter = dspy.LM("openai/gpt-4o-mini", num_retries=0, cache=False, temperature=0.9)
     assert GenerateHandler(hotter).fingerprint != GenerateHandler(other_model).fingerprint
+
+
+async def test_an_lm_reading_beyond_the_payloads_limits_is_clamped_not_failed() -> None:
+    from ragbus.handlers.analyze import AnalyzeHandler, Reading
+    from ragbus.payloads.analyzer import TextReceived
+
+    class Generous(dspy.Module):  # an LM that reports too much for one text, too few overall
+        async def aforward(self, texts: list[str]) -> dspy.Prediction:
+            reading = Reading(sentiment="positive", score=3.5, topics=[f"t{n}" for n in range(12)])
+            return dspy.Prediction(analyses=[reading])
+
+    handler = AnalyzeHandler(offline_lm(), module=Generous())
+    first, second = await handler([TextReceived(text="good"), TextReceived(text="fine")])
+    assert not isinstance(first, Exception)
+    assert first.score == 1.0 and len(first.topics) == 8  # clamped to the payload's limits
+    assert isinstance(second, Exception) and "1 analyses for 2 texts" in str(second)

@@ -9,13 +9,12 @@ import dspy
 import pytest
 from pydantic import BaseModel, Field
 
-from ragbus.handlers.analyze import AnalyzeText, AnalyzeTexts
+from ragbus.handlers.analyze import AnalyzeText, AnalyzeTexts, Reading
 from ragbus.lm import is_offline, lm_scope, offline_lm
 from ragbus.lm.analysis import analyse
 from ragbus.lm.plan import compile_plan
 from ragbus.lm.prompt import list_items, parse_inputs, parse_prompt
 from ragbus.lm.schema import Schema, schema_from_note
-from ragbus.payloads.analyzer import TextAnalysis
 
 TEXTS = [
     "I love the new camera, and the screen is gorgeous.",
@@ -42,7 +41,7 @@ def chat_prompt(signature: type[dspy.Signature], adapter: dspy.Adapter, **inputs
     return parse_prompt(messages[0]["content"], messages[-1]["content"])
 
 
-async def analyse_batch(texts: list[str], lm: dspy.LM | None = None) -> list[TextAnalysis]:
+async def analyse_batch(texts: list[str], lm: dspy.LM | None = None) -> list[Reading]:
     with lm_scope(lm or offline_lm()):
         prediction = await dspy.Predict(AnalyzeTexts).acall(texts=texts)
     return list(prediction.analyses)
@@ -193,7 +192,7 @@ async def test_a_batch_of_16_texts_is_answered_in_one_call_with_16_analyses() ->
     assert len(lm.history) == 1
     analyses = prediction.analyses
     assert len(analyses) == len(TEXTS) == 16
-    assert all(isinstance(analysis, TextAnalysis) for analysis in analyses)
+    assert all(isinstance(analysis, Reading) for analysis in analyses)
     assert [analysis.sentiment for analysis in analyses[:3]] == ["positive", "negative", "mixed"]
     assert lm.history[0]["response"].provider_data == {
         "offline": True,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Literal
 
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp
 
 from ragbus.client import Client
 from ragbus.config import Settings
+from ragbus.errors import ConfigurationError
 from ragbus.gateway.app import create_app
 from ragbus.gateway.exposure import check_exposure
 from ragbus.http_server import in_background
@@ -90,12 +93,41 @@ def serve(
         host: interface to bind (default ``settings.gateway_host``).
         port: TCP port (default ``settings.gateway_port``).
     """
-    check_exposure(settings, host if host is not None else settings.gateway_host)
-    asyncio.run(_serve(settings, pipeline=pipeline, host=host, port=port))
+    host = host if host is not None else settings.gateway_host
+    port = port if port is not None else settings.gateway_port
+    check_exposure(settings, host)
+    listening = bind_gateway_socket(host, port)
+    with listening:
+        asyncio.run(_serve(settings, listening, pipeline=pipeline))
+
+
+def bind_gateway_socket(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound before anything else starts: uvicorn, which
+    exits the process with a log line when it cannot bind, never gets the chance.
+
+    Raises :class:`~ragbus.errors.ConfigurationError` naming the address and what to do.
+
+    Parameters:
+        host: the interface.
+        port: the TCP port (0: a free one).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        shown = f"[{host}]" if ":" in host else host
+        advice = (
+            "choose another --port or stop what uses it"
+            if exc.errno == errno.EADDRINUSE
+            else "check --host"
+        )
+        raise ConfigurationError(
+            f"cannot serve the gateway on {shown}:{port}: {exc.strerror or exc}; {advice}"
+        ) from None
 
 
 async def _serve(
-    settings: Settings, *, pipeline: Pipeline | None, host: str | None, port: int | None
+    settings: Settings, listening: socket.socket, *, pipeline: Pipeline | None
 ) -> None:
     # The client connects before uvicorn starts: a broker that cannot be reached (after
     # RAGBUS_CONNECT_TIMEOUT_S of retries) ends `ragbus serve` with one clear line, not
@@ -103,8 +135,8 @@ async def _serve(
     client = Client(settings, app=pipeline, follow_tokens=True)
     await client.open()
     try:
-        config = server_config(create_app(settings, client), settings, host=host, port=port)
-        await _Server(config).serve()
+        config = server_config(create_app(settings, client), settings)
+        await _Server(config).serve(sockets=[listening])
     finally:
         await client.close()
 

@@ -10,17 +10,16 @@ import time
 from typing import Any
 
 import dspy
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ragbus.dspy_program import module_fingerprint
 from ragbus.errors import TransientError
-from ragbus.lm import lm_scope
+from ragbus.lm import is_offline, lm_scope
 from ragbus.payloads.analyzer import (
     MAX_ENTITIES,
     MAX_TOPICS,
     Entity,
     SentimentLabel,
-    TextAnalysis,
     TextAnalyzed,
     TextReceived,
 )
@@ -38,13 +37,32 @@ class AnalyzeText(dspy.Signature):  # type: ignore[misc]
     entities: list[Entity] = dspy.OutputField()
 
 
+class Reading(BaseModel):
+    """What the LM reports of one text, as it may come back: the shape of
+    :class:`~ragbus.payloads.analyzer.TextAnalysis` without its limits, so that one text's
+    eleventh topic does not fail the parsing of a whole batch; the handler clamps each
+    reading to the payload's limits."""
+
+    sentiment: SentimentLabel = Field(description="positive, negative, neutral or mixed")
+    score: float = Field(description="-1 (most negative) .. 1 (most positive)")
+    # the limits are told to the LM (the JSON schema it sees), not enforced here
+    topics: list[str] = Field(
+        default_factory=list,
+        description="most salient first",
+        json_schema_extra={"maxItems": MAX_TOPICS},
+    )
+    entities: list[Entity] = Field(
+        default_factory=list, json_schema_extra={"maxItems": MAX_ENTITIES}
+    )
+
+
 class AnalyzeTexts(dspy.Signature):  # type: ignore[misc]
     """Read each text and report, for each one in the same order, its overall sentiment
     with a score from -1 (most negative) to 1 (most positive), its main topics as short
     lowercase names, and the named entities it mentions with their type."""
 
     texts: list[str] = dspy.InputField(desc="the texts, numbered by their position")
-    analyses: list[TextAnalysis] = dspy.OutputField(desc="exactly one per text, in order")
+    analyses: list[Reading] = dspy.OutputField(desc="exactly one per text, in order")
 
 
 class AnalyzeHandler:
@@ -65,7 +83,7 @@ class AnalyzeHandler:
     def __init__(self, lm: dspy.BaseLM, *, module: dspy.Module | None = None) -> None:
         self.lm = lm
         self.module = module if module is not None else dspy.Predict(AnalyzeTexts)
-        self.offline = lm.model.startswith("offline/")
+        self.offline = is_offline(lm)
         self.fingerprint = module_fingerprint(self.module, lm)
 
     async def __call__(self, texts: list[TextReceived]) -> list[TextAnalyzed | Exception]:
