@@ -23,6 +23,7 @@ from ragbus.bus.base import Bus
 from ragbus.bus.memory import MemoryBus
 from ragbus.config import Settings
 from tests.amqp import Namespace, delete_leftovers, leftovers
+from tests.lm_server import FakeLMServer, start_lm_server
 from tests.process.workers import (
     BROKER_RESTART_OPT_IN,
     BROKER_RESTART_SKIP,
@@ -324,3 +325,14 @@ def redis_url() -> str:
     host = container.get_container_host_ip()
     port = container.get_exposed_port(container.port)
     return f"redis://{host}:{port}/0"
+
+
+@pytest.fixture
+def lm() -> Iterator[FakeLMServer]:
+    """An OpenAI-compatible LM server over HTTP (tests/lm_server.py), answering ``ok``
+    until told otherwise; stopped after the test."""
+    server = start_lm_server()
+    try:
+        yield server
+    finally:
+        server.stop()
