@@ -12,7 +12,8 @@ Its embeddings (``POST /v1/embeddings``) are deterministic and mean something, l
 small real model's: a text's vector adds up, for each word, the vector of the word's
 concept (words of one :data:`CONCEPTS` group share one: ``car`` and ``automobile``) or
 else of the word itself, and a lighter one for each of the word's character trigrams
-(so ``retry`` is near ``retries``); every word counts the same (no IDF), and the
+(so ``retry`` is near ``retries``); function words are left out, every other word
+counts the same (no IDF), and the
 features are hashed into :data:`EMBEDDING_DIMENSIONS` dimensions, so, like a real model,
 it finds paraphrases that share no term with the text and misses the weight of a rare
 term among common ones.
@@ -66,6 +67,12 @@ CONCEPTS: Final = (
     ("speak", "talk", "say", "converse", "chat"),
 )
 _CONCEPT_OF: Final = {word: group[0] for group in CONCEPTS for word in group}
+#: Words that carry no meaning of their own, left out (a real model weighs them little).
+_FUNCTION_WORDS: Final = frozenset(
+    "a an and are at be by can do does for from get how i if in is it its my of on or "
+    "our should so than that the their there this to was we what when where which who "
+    "will with you your".split()
+)
 _WORD = re.compile(r"[a-z0-9]+")
 _TRIGRAM_WEIGHT: Final = 0.3
 
@@ -81,6 +88,8 @@ def embedding_of(text: str) -> list[float]:
     """The stand-in's unit vector of ``text`` (see the module docstring)."""
     vector = [0.0] * EMBEDDING_DIMENSIONS
     for word in _WORD.findall(text.lower()):
+        if word in _FUNCTION_WORDS:
+            continue
         concept = _CONCEPT_OF.get(word)
         dimension, sign = _feature(f"c:{concept}" if concept else f"w:{word}")
         vector[dimension] += sign

@@ -26,6 +26,7 @@ from ragbus.cli_common import (
     settings_from,
 )
 from ragbus.cli_dlq import app as dlq_app
+from ragbus.cli_optimize import optimize, trainset
 from ragbus.config import BusKind
 from ragbus.errors import RagbusError
 from ragbus.events import InvalidEvent
@@ -43,6 +44,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dlq_app, name="dlq")
+app.command()(optimize)
+app.command()(trainset)
 
 
 def _print_version(wanted: bool) -> None:

@@ -28,7 +28,7 @@ def build_retriever(settings: Settings, index: CorpusIndex | None = None) -> Ret
     """
     kind = settings.retriever
     embedder = Embedder.from_settings(settings)
-    if kind is not RetrieverKind.BM25 and embedder is None:
+    if kind != RetrieverKind.BM25 and embedder is None:
         raise ConfigurationError(
             f"RAGBUS_RETRIEVER={kind.value} embeds questions: set RAGBUS_EMBED_MODEL to the "
             "model the index was built with (e.g. openai/text-embedding-3-small)"
@@ -36,7 +36,7 @@ def build_retriever(settings: Settings, index: CorpusIndex | None = None) -> Ret
     if index is None:
         index = load_index(settings.corpus, limits=CorpusLimits.from_settings(settings))
     bm25 = Bm25Retriever(index.bm25)
-    if kind is RetrieverKind.BM25:
+    if kind == RetrieverKind.BM25:
         return bm25
     assert embedder is not None
     if index.embeddings is None:
@@ -49,6 +49,6 @@ def build_retriever(settings: Settings, index: CorpusIndex | None = None) -> Ret
     dense = DenseRetriever(
         index.passages, index.embeddings, QueryEmbeddings(embedder), index.version
     )
-    if kind is RetrieverKind.DENSE:
+    if kind == RetrieverKind.DENSE:
         return dense
     return HybridRetriever(bm25, dense)
