@@ -23,6 +23,7 @@ from ragbus.bus.base import Bus
 from ragbus.bus.memory import MemoryBus
 from ragbus.config import Settings
 from tests.amqp import Namespace, delete_leftovers, leftovers
+from tests.lm_server import FakeLMServer, start_lm_server
 from tests.process.workers import (
     BROKER_RESTART_OPT_IN,
     BROKER_RESTART_SKIP,
@@ -167,6 +168,17 @@ def _no_ragbus_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 
 # -- buses ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lm() -> Iterator[FakeLMServer]:
+    """An OpenAI-compatible LM and embedding server over HTTP, answering ``ok`` until told
+    otherwise (:mod:`tests.lm_server`)."""
+    server = start_lm_server()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

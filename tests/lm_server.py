@@ -67,11 +67,14 @@ CONCEPTS: Final = (
     ("speak", "talk", "say", "converse", "chat"),
 )
 _CONCEPT_OF: Final = {word: group[0] for group in CONCEPTS for word in group}
+_WORD_LIST = re.compile(r"\S+")
 #: Words that carry no meaning of their own, left out (a real model weighs them little).
 _FUNCTION_WORDS: Final = frozenset(
-    "a an and are at be by can do does for from get how i if in is it its my of on or "
-    "our should so than that the their there this to was we what when where which who "
-    "will with you your".split()
+    _WORD_LIST.findall(
+        "a an and are at be by can do does for from get how i if in is it its my of on or "
+        "our should so than that the their there this to was we what when where which who "
+        "will with you your"
+    )
 )
 _WORD = re.compile(r"[a-z0-9]+")
 _TRIGRAM_WEIGHT: Final = 0.3
