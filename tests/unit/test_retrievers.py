@@ -188,7 +188,7 @@ async def test_a_failed_embedding_call_fails_the_questions_it_carried(
 def test_a_question_model_other_than_the_index_model_is_refused(
     corpus_index: CorpusIndex,
 ) -> None:
-    with pytest.raises(ConfigurationError, match="embedded with local/words.*other/model"):
+    with pytest.raises(ConfigurationError, match=r"embedded with local/words.*other/model"):
         dense_of(corpus_index, WordEmbedder(VOCABULARY, model="other/model"))
 
 
