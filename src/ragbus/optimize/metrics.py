@@ -7,6 +7,7 @@ the answer states what the gold answer states.
 
 from __future__ import annotations
 
+import logging
 import re
 import string
 from collections import Counter
@@ -15,8 +16,11 @@ from enum import StrEnum
 from typing import Any, Final
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 
 from ragbus.lm import lm_scope
+
+logger = logging.getLogger(__name__)
 
 #: A metric as DSPy's optimizers call it: (example, prediction, trace) -> score in [0, 1].
 Metric = Callable[..., float]
@@ -80,9 +84,14 @@ class LMJudge:
         self.judge = dspy.Predict(JudgeAnswer)
 
     def __call__(self, gold: str, answer: str) -> float:
-        """1.0 when the LM says the answer agrees, else 0.0."""
-        with lm_scope(self.lm):
-            verdict = self.judge(reference_answer=gold, candidate_answer=answer)
+        """1.0 when the LM says the answer agrees, else 0.0 (also when its verdict
+        cannot be read, which is logged). Errors of the LM itself propagate."""
+        try:
+            with lm_scope(self.lm):
+                verdict = self.judge(reference_answer=gold, candidate_answer=answer)
+        except AdapterParseError as exc:
+            logger.warning("the judge's verdict could not be read, counted as 0: %s", exc)
+            return 0.0
         return float(bool(verdict.agrees))
 
 

@@ -160,9 +160,11 @@ def split(
 def _envelope_line(envelope: dict[str, Any]) -> dict[str, Any] | None:
     """The trainset line of one event, if it carries a question."""
     payload = envelope.get("payload")
-    if not isinstance(payload, dict) or not isinstance(payload.get("question"), str):
+    question = payload.get("question") if isinstance(payload, dict) else None
+    if not isinstance(question, str) or not question.strip():
         return None
-    line: dict[str, Any] = {"question": payload["question"], "answer": None}
+    assert isinstance(payload, dict)
+    line: dict[str, Any] = {"question": question.strip(), "answer": None}
     kind = envelope.get("type")
     if kind == "answer_generated" and isinstance(payload.get("answer"), str):
         line["answer"] = payload["answer"]
