@@ -3,9 +3,11 @@
 A BM25 or vector search over a large corpus takes tens of milliseconds of CPU; run in
 the event loop, it would hold up every other stage of the process for that long. So
 searches run in a small pool of threads of their own: NumPy and SciPy release the GIL
-in their inner loops, so the loop keeps handling events meanwhile. The pool is small and
-separate from asyncio's default executor, so many concurrent searches queue here rather
-than crowd out DNS lookups and file I/O, and never use more cores than the machine has.
+in their inner loops, so the loop keeps handling events meanwhile. The pool leaves one
+core of the process's to the event loop (on two cores, searches run one at a time: more
+would take the loop's core too, and its events would wait for the OS scheduler instead
+of the GIL), and it is separate from asyncio's default executor, so many concurrent
+searches queue here rather than crowd out DNS lookups and file I/O.
 """
 
 from __future__ import annotations
@@ -18,8 +20,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, ParamSpec, TypeVar
 
-#: Threads that search at once, per process.
-SEARCH_THREADS: Final = max(1, min(4, os.cpu_count() or 1))
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: Threads that search at once, per process: one core is left to the event loop.
+SEARCH_THREADS: Final = max(1, min(4, _cores() - 1))
 
 P = ParamSpec("P")
 T = TypeVar("T")
