@@ -171,17 +171,6 @@ def _no_ragbus_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-def lm() -> Iterator[FakeLMServer]:
-    """An OpenAI-compatible LM and embedding server over HTTP, answering ``ok`` until told
-    otherwise (:mod:`tests.lm_server`)."""
-    server = start_lm_server()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings isolated from the environment's .env, with a DLQ file in ``tmp_path``."""
     return Settings(_env_file=None, dlq_path=tmp_path / "dlq.sqlite3")  # type: ignore[call-arg]
@@ -336,3 +325,14 @@ def redis_url() -> str:
     host = container.get_container_host_ip()
     port = container.get_exposed_port(container.port)
     return f"redis://{host}:{port}/0"
+
+
+@pytest.fixture
+def lm() -> Iterator[FakeLMServer]:
+    """An OpenAI-compatible LM server over HTTP (tests/lm_server.py), answering ``ok``
+    until told otherwise; stopped after the test."""
+    server = start_lm_server()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -8,23 +8,11 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.lm_server import FakeLMServer, start_lm_server
+from tests.lm_server import FakeLMServer
 
 TEXTS = 1000
-
-
-@pytest.fixture
-def lm() -> Iterator[FakeLMServer]:
-    server = start_lm_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def analyze(

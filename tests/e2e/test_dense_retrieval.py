@@ -5,10 +5,8 @@ run as a user runs it."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from ragbus.retrieval.embedder import Embedder
 from ragbus.retrieval.saved import MANIFEST_NAME
 from ragbus.runtime.classify import FailureClass, classify, retry_after
 from ragbus_bench.recall import DEPTHS, index_labelled, questions, recall_by_kind
+from tests.e2e.test_cli_environment import ragbus as run_ragbus
 from tests.lm_server import FakeLMServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,18 +36,9 @@ def embed_env(lm: FakeLMServer, **more: str) -> dict[str, str]:
 
 
 def ragbus(*arguments: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``ragbus ARGUMENTS`` in a fresh process with no RAGBUS_ setting but ``env``."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAGBUS_")}
-    environment.update(HOME=str(cwd), XDG_DATA_HOME=str(cwd / "data"), **env)
-    return subprocess.run(
-        [sys.executable, "-m", "ragbus.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        cwd=cwd,
-        env=environment,
-        check=False,
-    )
+    """``ragbus ARGUMENTS`` in a fresh process, ``cwd`` its folder and home, no RAGBUS_
+    setting but ``env``."""
+    return run_ragbus(*arguments, cwd=cwd, home=cwd, env=env)
 
 
 def documented_recall() -> dict[str, list[float]]:

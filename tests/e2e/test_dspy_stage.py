@@ -18,7 +18,7 @@ from ragbus.pipelines.rag import pipeline as rag
 from ragbus.stage_build import build_stage
 from ragbus.streaming import StreamToken
 from ragbus.testing import PipelineHarness
-from tests.lm_server import FakeLMServer, start_lm_server
+from tests.lm_server import FakeLMServer
 
 PASSAGES = [
     "Stages consume events from their queues.",
@@ -147,13 +147,6 @@ def test_the_fingerprint_covers_the_program_and_the_model(
         )
         != plain
     )
-
-
-@pytest.fixture
-def lm() -> FakeLMServer:
-    server = start_lm_server()
-    yield server  # type: ignore[misc]
-    server.stop()
 
 
 async def test_a_saved_program_changes_the_rag_fingerprint_and_answers(

@@ -9,7 +9,6 @@ hang so that the killed worker's calls are in flight when it dies.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,7 +16,7 @@ from ragbus.events import new_event
 from ragbus.payloads.rag import QueryReceived, RagEvent
 from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
-from tests.lm_server import FakeLMServer, start_lm_server
+from tests.lm_server import FakeLMServer
 from tests.polling import wait_until
 from tests.process.workers import AnswerLog, Workers
 from tests.redis_keys import redis_client
@@ -27,15 +26,6 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis, pytest.mark.slow]
 QUESTIONS = 4
 #: The bound this test holds the runtime to: answered within 5 s of the redelivery.
 WITHIN_S = 5.0
-
-
-@pytest.fixture
-def lm() -> Iterator[FakeLMServer]:
-    server = start_lm_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def lease_count(redis_url: str, prefix: str) -> int:

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-import dspy
-
 from ragbus.errors import ConfigurationError, TransientError
 from ragbus.retrieval.vectors import Matrix, normalized, stack
 
 if TYPE_CHECKING:
+    import dspy
+
     from ragbus.config import Settings
 
 #: Default texts per embedding call.
@@ -82,6 +82,8 @@ class Embedder:
         )
 
     def _client(self) -> dspy.Embedder:
+        import dspy  # on first use: indexing without embeddings never loads DSPy
+
         options: dict[str, Any] = {"num_retries": 0, "max_retries": _NO_RETRIES}
         if self.api_base:
             options["api_base"] = self.api_base
