@@ -173,8 +173,9 @@ def index_progress() -> Iterator[Callable[[str, int, int], None] | None]:
             if phase not in bars:
                 for other in list(bars.values()):
                     other.render_finish()
+                label = {"reading": "reading documents", "embedding": "embedding passages"}
                 bars[phase] = stack.enter_context(
-                    typer.progressbar(length=total, label=phase, file=sys.stderr)
+                    typer.progressbar(length=total, label=label.get(phase, phase), file=sys.stderr)
                 )
                 shown[phase] = 0
             bars[phase].update(done - shown[phase])
