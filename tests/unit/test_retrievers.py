@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,34 +23,10 @@ from ragbus.retrieval.embedder import Embedder, QueryEmbeddings
 from ragbus.retrieval.factory import build_retriever
 from ragbus.retrieval.hybrid import RRF_K, HybridRetriever, fuse
 from ragbus.retrieval.saved import Embeddings
-from ragbus.retrieval.vectors import Matrix, normalized, top_k
+from ragbus.retrieval.vectors import normalized, top_k
 from ragbus.stage_build import build_stage
+from tests.embedders import WordEmbedder
 from tests.samples import write_corpus
-
-
-class WordEmbedder(Embedder):
-    """Embeds in process: one dimension per known word, so a text is near the texts
-    that share its words. Records every batch it was called with."""
-
-    def __init__(self, vocabulary: Sequence[str], *, model: str = "local/words") -> None:
-        super().__init__(model, batch_size=8)
-        object.__setattr__(self, "vocabulary", {word: i for i, word in enumerate(vocabulary)})
-        object.__setattr__(self, "batches", [])
-        object.__setattr__(self, "fail", None)
-
-    async def embed(self, texts: Sequence[str], *, progress: object = None) -> Matrix:
-        self.batches.append(list(texts))  # type: ignore[attr-defined]
-        await asyncio.sleep(0.01)  # a model takes a while: others arrive meanwhile
-        if self.fail is not None:  # type: ignore[attr-defined]
-            raise self.fail  # type: ignore[attr-defined]
-        vectors = np.zeros((len(texts), len(self.vocabulary)), dtype=np.float32)  # type: ignore[attr-defined]
-        for row, text in enumerate(texts):
-            for word in text.lower().replace("?", " ").replace(".", " ").split():
-                column = self.vocabulary.get(word)  # type: ignore[attr-defined]
-                if column is not None:
-                    vectors[row, column] += 1
-        return normalized(vectors)
-
 
 VOCABULARY = ["tomatoes", "sunlight", "water", "cache", "fingerprint", "breaker", "redis"]
 
@@ -63,7 +38,7 @@ def passages(*texts: str) -> list[Passage]:
 @pytest.fixture
 def corpus_index(tmp_path: Path) -> CorpusIndex:
     bm25 = SearchIndex.build(load_corpus(write_corpus(tmp_path / "docs")))
-    embedder = WordEmbedder(VOCABULARY)
+    embedder = WordEmbedder(vocabulary=VOCABULARY)
     texts = [f"{p.title}\n{p.text}" for p in bm25.passages]
     vectors = asyncio.run(embedder.embed(texts))
     return CorpusIndex(bm25, embeddings=Embeddings(embedder.model, vectors))
@@ -71,7 +46,7 @@ def corpus_index(tmp_path: Path) -> CorpusIndex:
 
 def dense_of(index: CorpusIndex, embedder: Embedder | None = None) -> DenseRetriever:
     assert index.embeddings is not None
-    queries = QueryEmbeddings(embedder or WordEmbedder(VOCABULARY))
+    queries = QueryEmbeddings(embedder or WordEmbedder(vocabulary=VOCABULARY))
     return DenseRetriever(index.passages, index.embeddings, queries, index.version)
 
 
@@ -153,14 +128,14 @@ async def test_a_search_runs_in_a_search_thread_not_in_the_event_loop(
 
 
 async def test_concurrent_questions_share_embedding_calls(corpus_index: CorpusIndex) -> None:
-    embedder = WordEmbedder(VOCABULARY)
+    embedder = WordEmbedder(vocabulary=VOCABULARY)
     dense = dense_of(corpus_index, embedder)
     questions = [f"tomatoes sunlight {i}" for i in range(20)]
 
     results = await asyncio.gather(*(dense.search(q, 1) for q in questions))
 
     assert all(found[0].doc_id == "garden.txt#0" for found in results)
-    batches: list[list[str]] = embedder.batches  # type: ignore[attr-defined]
+    batches = embedder.batches
     assert [len(batch) for batch in batches] == [8, 8, 4]  # batch_size 8: 3 calls, not 20
     assert sorted(text for batch in batches for text in batch) == sorted(questions)
 
@@ -172,16 +147,16 @@ async def test_concurrent_questions_share_embedding_calls(corpus_index: CorpusIn
 async def test_a_failed_embedding_call_fails_the_questions_it_carried(
     corpus_index: CorpusIndex,
 ) -> None:
-    embedder = WordEmbedder(VOCABULARY)
+    embedder = WordEmbedder(vocabulary=VOCABULARY)
     dense = dense_of(corpus_index, embedder)
-    object.__setattr__(embedder, "fail", TransientError("embedding server down"))
+    embedder.failures.append(TransientError("embedding server down"))
 
     results = await asyncio.gather(
         *(dense.search(f"cache {i}", 1) for i in range(3)), return_exceptions=True
     )
     assert all(isinstance(result, TransientError) for result in results)
 
-    object.__setattr__(embedder, "fail", None)
+    embedder.failures.clear()
     assert (await dense.search("redis cache", 1))[0].doc_id in {"faq-cache", "faq.jsonl#2"}
 
 
@@ -189,7 +164,7 @@ def test_a_question_model_other_than_the_index_model_is_refused(
     corpus_index: CorpusIndex,
 ) -> None:
     with pytest.raises(ConfigurationError, match=r"embedded with local/words.*other/model"):
-        dense_of(corpus_index, WordEmbedder(VOCABULARY, model="other/model"))
+        dense_of(corpus_index, WordEmbedder(model="other/model", vocabulary=VOCABULARY))
 
 
 # --- built from the settings -------------------------------------------------------

@@ -42,6 +42,7 @@ from ragbus.retrieval.saved import (
     CorpusIndex,
     Embeddings,
     IndexedFile,
+    check_replaceable,
     is_saved_index,
     read_manifest,
 )
@@ -145,6 +146,7 @@ async def update_index(
             (default: none).
     """
     limits = limits or CorpusLimits()
+    check_replaceable(target)  # before any work: never embed a corpus only to fail here
     previous, rebuilt = _previous(target)
     known = _Passages(previous)
     listing = list_documents(source, limits)

@@ -118,7 +118,7 @@ class CorpusIndex:
         Parameters:
             directory: the target folder (its parent is created if missing).
         """
-        _check_replaceable(directory)
+        check_replaceable(directory)
         embedding: dict[str, Any] | None = None
         if self.embeddings is not None:
             embedding = {
@@ -241,8 +241,13 @@ def _folder_identity(directory: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-def _check_replaceable(directory: Path) -> None:
-    """Refuse to replace a file, or a folder that is not a saved index (user data)."""
+def check_replaceable(directory: Path) -> None:
+    """Refuse (:class:`~ragbus.errors.ConfigurationError`) to replace a file, or a folder
+    that is not a saved index (user data).
+
+    Parameters:
+        directory: where an index is about to be written.
+    """
     try:
         status = os.lstat(directory)
     except FileNotFoundError:
