@@ -39,7 +39,7 @@ def optimize(
         typer.Option(
             "--optimizer",
             help="bootstrap (BootstrapFewShot: worked examples) or mipro (MIPROv2, light: "
-            "instructions and examples; needs optuna, pip install 'ragbus[optimize]').",
+            "instructions and examples; needs optuna: the optimize extra of ragbus).",
         ),
     ] = "bootstrap",
     metric: Annotated[
