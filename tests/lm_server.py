@@ -1,21 +1,35 @@
-"""A small OpenAI-compatible chat server for tests, answering in DSPy's adapter format.
+"""A small OpenAI-compatible server for tests: chat answers in DSPy's adapter format,
+and embeddings.
 
 It can be told to fail with 500, to reject with 400, to answer 429 with
 ``Retry-After``, to hang, or to answer slowly, for a number of calls or until told
-otherwise; it counts the calls it receives, and notes each call's time and question.
+otherwise (chat and embeddings each have their own behaviour); it counts the calls it
+receives, and notes each call's time and question, and each text it embedded.
 It runs in a thread with its own event loop, so it keeps answering whatever the test's
 loop is doing, and processes the test starts can reach it too.
+
+Its embeddings (``POST /v1/embeddings``) are deterministic and mean something, like a
+small real model's: a text's vector adds up, for each word, the vector of the word's
+concept (words of one :data:`CONCEPTS` group share one: ``car`` and ``automobile``) or
+else of the word itself, and a lighter one for each of the word's character trigrams
+(so ``retry`` is near ``retries``); function words are left out, every other word
+counts the same (no IDF), and the
+features are hashed into :data:`EMBEDDING_DIMENSIONS` dimensions, so, like a real model,
+it finds paraphrases that share no term with the text and misses the weight of a rare
+term among common ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 from starlette.applications import Starlette
@@ -30,6 +44,65 @@ TEXTS = re.compile(r"\[\[ ## texts ## \]\]\n(.*?)(?:\n\n|$)", re.S)
 
 #: What the server reads in every text of an analysis request (``texts -> analyses``).
 NEUTRAL_ANALYSIS = {"sentiment": "neutral", "score": 0.0, "topics": ["test"], "entities": []}
+
+#: Length of the stand-in's embeddings.
+EMBEDDING_DIMENSIONS: Final = 256
+#: Groups of words the stand-in embeds alike: what a real model learns from usage.
+CONCEPTS: Final = (
+    ("car", "cars", "automobile", "automobiles", "vehicle", "vehicles"),
+    ("doctor", "doctors", "physician", "physicians", "medic"),
+    ("buy", "buys", "purchase", "purchases", "purchasing", "acquire"),
+    ("fast", "quick", "quickly", "rapid", "rapidly", "speedy", "swift"),
+    ("begin", "begins", "start", "starts", "commence", "launch"),
+    ("big", "large", "huge", "enormous", "massive"),
+    ("error", "errors", "failure", "failures", "fault", "faults", "crash", "crashes"),
+    ("help", "assist", "assistance", "support", "aid"),
+    ("house", "houses", "home", "homes", "dwelling", "residence"),
+    ("child", "children", "kid", "kids", "youngster"),
+    ("money", "cash", "funds", "payment", "payments"),
+    ("sea", "ocean", "oceans", "seas", "marine"),
+    ("ill", "sick", "illness", "disease", "unwell"),
+    ("stop", "stops", "halt", "cease", "pause"),
+    ("picture", "pictures", "photo", "photos", "image", "images"),
+    ("speak", "talk", "say", "converse", "chat"),
+)
+_CONCEPT_OF: Final = {word: group[0] for group in CONCEPTS for word in group}
+_WORD_LIST = re.compile(r"\S+")
+#: Words that carry no meaning of their own, left out (a real model weighs them little).
+_FUNCTION_WORDS: Final = frozenset(
+    _WORD_LIST.findall(
+        "a an and are at be by can do does for from get how i if in is it its my of on or "
+        "our should so than that the their there this to was we what when where which who "
+        "will with you your"
+    )
+)
+_WORD = re.compile(r"[a-z0-9]+")
+_TRIGRAM_WEIGHT: Final = 0.3
+
+
+def _feature(name: str) -> tuple[int, float]:
+    """The dimension and sign a feature is hashed to."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    number = int.from_bytes(digest, "big")
+    return number % EMBEDDING_DIMENSIONS, 1.0 if number >> 63 else -1.0
+
+
+def embedding_of(text: str) -> list[float]:
+    """The stand-in's unit vector of ``text`` (see the module docstring)."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in _WORD.findall(text.lower()):
+        if word in _FUNCTION_WORDS:
+            continue
+        concept = _CONCEPT_OF.get(word)
+        dimension, sign = _feature(f"c:{concept}" if concept else f"w:{word}")
+        vector[dimension] += sign
+        if concept is None:
+            padded = f"<{word}>"
+            for start in range(len(padded) - 2):
+                dimension, sign = _feature(f"t:{padded[start : start + 3]}")
+                vector[dimension] += sign * _TRIGRAM_WEIGHT
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
 
 
 @dataclass
@@ -53,9 +126,16 @@ class LMBehaviour:
 
 @dataclass
 class FakeLMServer:
-    """The server and what it saw. Use :func:`start_lm_server`."""
+    """The server and what it saw. Use :func:`start_lm_server`.
+
+    ``calls`` counts chat calls; ``embedding_calls`` counts embedding calls and
+    ``embedded`` holds every text an embedding call carried, in order.
+    """
 
     behaviour: LMBehaviour = field(default_factory=LMBehaviour)
+    embedding_behaviour: LMBehaviour = field(default_factory=LMBehaviour)
+    embedding_calls: int = 0
+    embedded: list[str] = field(default_factory=list)
     calls: int = 0
     failures: int = 0
     questions: list[str] = field(default_factory=list)
@@ -74,6 +154,10 @@ class FakeLMServer:
         """Change the behaviour (``mode``, ``retry_after``, ``delay_s``, ``times``)."""
         self.behaviour = LMBehaviour(**behaviour)
 
+    def set_embeddings(self, **behaviour: Any) -> None:
+        """Change the behaviour of embedding calls (as :meth:`set` does for chat)."""
+        self.embedding_behaviour = LMBehaviour(**behaviour)
+
     def calls_for(self, question: str) -> int:
         """HTTP calls received for ``question`` (answered or not)."""
         return self.asked.count(question)
@@ -81,6 +165,7 @@ class FakeLMServer:
     def stop(self) -> None:
         """Stop the server and its thread (hanging calls are let go first)."""
         self.behaviour = LMBehaviour()
+        self.embedding_behaviour = LMBehaviour()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -114,41 +199,54 @@ def _answer_text(body: dict[str, Any]) -> tuple[str, str]:
     return text + "[[ ## completed ## ]]", question
 
 
+def _failure(behaviour: LMBehaviour) -> Response | None:
+    """The failure ``behaviour`` answers with, or None to answer normally."""
+    if behaviour.mode == "error":
+        return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, 500)
+    if behaviour.mode == "bad_request":
+        return JSONResponse(
+            {"error": {"message": "injected bad request", "type": "invalid_request_error"}},
+            400,
+        )
+    if behaviour.mode == "rate_limit":
+        return JSONResponse(
+            {"error": {"message": "slow down", "type": "rate_limit_error"}},
+            429,
+            headers={"retry-after": f"{behaviour.retry_after:g}"},
+        )
+    return None
+
+
+async def _behave(state: FakeLMServer, which: str) -> Response | None:
+    """Apply the chat (``behaviour``) or embedding (``embedding_behaviour``) behaviour to
+    one call: count down its ``times``, hang or wait as told, and return the failure to
+    answer with, if any."""
+    behaviour: LMBehaviour = getattr(state, which)
+    if behaviour.times is not None:
+        behaviour.times -= 1
+        if behaviour.times <= 0:
+            setattr(state, which, LMBehaviour())
+    if behaviour.mode == "hang":
+        while getattr(state, which) is behaviour:  # until the test changes it
+            await asyncio.sleep(0.01)
+        behaviour = getattr(state, which)
+    if behaviour.delay_s:
+        await asyncio.sleep(behaviour.delay_s)
+    failure = _failure(behaviour)
+    if failure is not None:
+        state.failures += 1
+    return failure
+
+
 def _app(state: FakeLMServer) -> Starlette:
     async def chat(request: Request) -> Response:
         body = await request.json()
         state.calls += 1
         state.call_times.append(time.monotonic())
         state.asked.append(_answer_text(body)[1])
-        behaviour = state.behaviour
-        if behaviour.times is not None:
-            behaviour.times -= 1
-            if behaviour.times <= 0:
-                state.behaviour = LMBehaviour()
-        if behaviour.mode == "hang":
-            while state.behaviour is behaviour:  # until the test changes it
-                await asyncio.sleep(0.01)
-            behaviour = state.behaviour
-        if behaviour.delay_s:
-            await asyncio.sleep(behaviour.delay_s)
-        if behaviour.mode == "error":
-            state.failures += 1
-            return JSONResponse(
-                {"error": {"message": "injected failure", "type": "server_error"}}, 500
-            )
-        if behaviour.mode == "bad_request":
-            state.failures += 1
-            return JSONResponse(
-                {"error": {"message": "injected bad request", "type": "invalid_request_error"}},
-                400,
-            )
-        if behaviour.mode == "rate_limit":
-            state.failures += 1
-            return JSONResponse(
-                {"error": {"message": "slow down", "type": "rate_limit_error"}},
-                429,
-                headers={"retry-after": f"{behaviour.retry_after:g}"},
-            )
+        failure = await _behave(state, "behaviour")
+        if failure is not None:
+            return failure
         text, question = _answer_text(body)
         state.questions.append(question)
         model = body.get("model", "test-model")
@@ -171,7 +269,35 @@ def _app(state: FakeLMServer) -> Starlette:
             }
         )
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async def embeddings(request: Request) -> Response:
+        body = await request.json()
+        texts = body.get("input", [])
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        state.embedding_calls += 1
+        failure = await _behave(state, "embedding_behaviour")
+        if failure is not None:
+            return failure
+        state.embedded.extend(texts)
+        data = [
+            {"object": "embedding", "index": index, "embedding": embedding_of(text)}
+            for index, text in enumerate(texts)
+        ]
+        tokens = sum(len(text.split()) for text in texts)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "test-embedding"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+        ]
+    )
 
 
 async def _stream(text: str, model: str) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +26,7 @@ from ragbus.cli_common import (
     settings_from,
 )
 from ragbus.cli_dlq import app as dlq_app
+from ragbus.cli_optimize import optimize, trainset
 from ragbus.config import BusKind
 from ragbus.errors import RagbusError
 from ragbus.events import InvalidEvent
@@ -31,6 +34,7 @@ from ragbus.events import InvalidEvent
 if TYPE_CHECKING:
     from ragbus.client import Answer
     from ragbus.events import Envelope
+    from ragbus.retrieval.indexer import IndexUpdate
 
 app = typer.Typer(
     name="ragbus",
@@ -40,6 +44,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dlq_app, name="dlq")
+app.command()(optimize)
+app.command()(trainset)
 
 
 def _print_version(wanted: bool) -> None:
@@ -151,15 +157,53 @@ def default_index_path(path: Path) -> Path:
     return path / ".ragbus-index" if path.is_dir() else path.with_name(f".{path.name}.ragbus-index")
 
 
-def _reading_progress() -> Callable[[int, int], None] | None:
-    """A one-line counter of documents read, on a terminal only (logs stay clean)."""
+@contextlib.contextmanager
+def index_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    """The display of ``ragbus index``'s progress: a bar for each phase (reading the
+    documents, embedding the passages) on a terminal; nothing elsewhere (logs stay
+    clean). Yields the callback to give :func:`~ragbus.retrieval.indexer.update_index`."""
     if not sys.stderr.isatty():
-        return None
+        yield None
+        return
+    bars: dict[str, Any] = {}
+    shown: dict[str, int] = {}
+    with contextlib.ExitStack() as stack:
 
-    def show(done: int, total: int) -> None:
-        typer.echo(f"\rreading documents: {done}/{total}", err=True, nl=done == total)
+        def show(phase: str, done: int, total: int) -> None:
+            if phase not in bars:
+                for other in list(bars.values()):
+                    other.render_finish()
+                label = {"reading": "reading documents", "embedding": "embedding passages"}
+                bars[phase] = stack.enter_context(
+                    typer.progressbar(length=total, label=label.get(phase, phase), file=sys.stderr)
+                )
+                shown[phase] = 0
+            bars[phase].update(done - shown[phase])
+            shown[phase] = done
 
-    return show
+        yield show
+
+
+def _describe_update(update: IndexUpdate, path: Path, target: Path) -> list[str]:
+    """What ``ragbus index`` says it did."""
+    index = update.index
+    lines = [f"indexed {len(index)} passages from {path} into {target}"]
+    if update.rebuilt:
+        lines.append(f"rebuilt the whole index: {update.rebuilt}")
+    lines.append(
+        f"files: {len(update.added)} added, {len(update.changed)} changed, "
+        f"{len(update.removed)} removed, {len(update.unchanged)} unchanged"
+    )
+    if index.embeddings is not None:
+        lines.append(
+            f"embeddings ({index.embeddings.model}): {update.embedded} passages embedded, "
+            f"{update.reused} reused"
+        )
+    if not update.written:
+        lines.append("nothing changed: the index is as it was")
+    lines.append(f"corpus version: {index.version}")
+    lines.append(f'use it with: RAGBUS_CORPUS={target} ragbus ask "..."')
+    return lines
 
 
 @app.command()
@@ -181,14 +225,26 @@ def index(
         ),
     ] = None,
 ) -> None:
-    """Build a BM25 index of a folder (or one file) of documents; point RAGBUS_CORPUS at it.
+    """Build or update the search index of a folder (or one file) of documents; point
+    RAGBUS_CORPUS at it.
+
+    Run it again after the documents change: only new and changed files are split and
+    embedded again, deleted files leave the index, and when nothing changed the index
+    is left as it was (so is the corpus version, and with it the cache). With
+    RAGBUS_EMBED_MODEL set, the passages are embedded (in batches of
+    RAGBUS_EMBED_BATCH_SIZE) for RAGBUS_RETRIEVER=dense or hybrid.
 
     The folder is never left: symlinks that lead outside it, symlink loops and files
     that are not regular files are skipped, each one listed. A document larger than
     RAGBUS_CORPUS_MAX_FILE_BYTES, or more documents than RAGBUS_CORPUS_MAX_FILES, is an
     error. The index is written whole, readable by you only.
     """
-    from ragbus.retrieval import CorpusLimits, SearchIndex, read_corpus
+    from ragbus.config import RetrieverKind
+    from ragbus.errors import ConfigurationError
+    from ragbus.retrieval import CorpusLimits
+    from ragbus.retrieval.embedder import Embedder
+    from ragbus.retrieval.indexer import update_index
+    from ragbus.runtime.classify import FailureClass, classify
 
     configure_logging(False)
     if not path.exists():
@@ -197,14 +253,21 @@ def index(
             ExitCode.CONFIGURATION,
         )
     settings = settings_from()
-    target = out or default_index_path(path)
-    try:
-        read = read_corpus(
-            path, limits=CorpusLimits.from_settings(settings), progress=_reading_progress()
+    embedder = Embedder.from_settings(settings)
+    if embedder is None and settings.retriever is not RetrieverKind.BM25:
+        fail(
+            f"RAGBUS_RETRIEVER={settings.retriever.value} needs embeddings: set "
+            "RAGBUS_EMBED_MODEL (e.g. openai/text-embedding-3-small) and index again",
+            ExitCode.CONFIGURATION,
         )
-        built = SearchIndex.build(read.passages)
-        built.save(target)
-    except RagbusError as exc:
+    target = out or default_index_path(path)
+    limits = CorpusLimits.from_settings(settings)
+    try:
+        with index_progress() as progress:
+            update = asyncio.run(
+                update_index(path, target, embedder=embedder, limits=limits, progress=progress)
+            )
+    except ConfigurationError as exc:
         fail(str(exc), ExitCode.CONFIGURATION)
     except OSError as exc:
         fail(
@@ -212,10 +275,20 @@ def index(
             "choose another place with --out",
             ExitCode.CONFIGURATION,
         )
-    for skipped in read.skipped:
+    except KeyboardInterrupt:
+        fail("interrupted: the index is as it was", ExitCode.INTERRUPTED)
+    except Exception as exc:  # the embedding model's client: LiteLLM's many kinds
+        assert embedder is not None
+        unavailable = classify(exc) is FailureClass.TRANSIENT
+        fail(
+            f"cannot embed the passages with {embedder.model}: {type(exc).__name__}: {exc}; "
+            + ("try again later" if unavailable else "check RAGBUS_EMBED_MODEL and its key"),
+            ExitCode.UNAVAILABLE if unavailable else ExitCode.CONFIGURATION,
+        )
+    for skipped in update.skipped:
         typer.echo(f"skipped {skipped.name}: {skipped.reason}", err=True)
-    typer.echo(f"indexed {len(built)} passages from {path} into {target}")
-    typer.echo(f'use it with: RAGBUS_CORPUS={target} ragbus ask "..."')
+    for line in _describe_update(update, path, target):
+        typer.echo(line)
 
 
 @app.command()

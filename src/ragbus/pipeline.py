@@ -99,7 +99,8 @@ class StageSpec:
         build: the factory of its handler.
         dependency: the external dependency its handler calls (``lm``, ``retriever``,
             ``embedder``, ...): the stage shares that dependency's circuit breaker and
-            flow control (default: none).
+            flow control; a built handler's own ``dependency`` attribute, if it names
+            one, replaces it (default: none).
         timeout_s: time limit of one handler call (default: ``RAGBUS_STAGE_TIMEOUT_S``).
         concurrency: in-flight events per process (default: ``RAGBUS_CONCURRENCY``;
             at least ``batch_size``).

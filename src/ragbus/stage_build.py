@@ -24,7 +24,9 @@ from ragbus.runtime.stage import BatchHandler, Handler, Stage
 
 def build_stage(spec: StageSpec, context: StageContext) -> Stage:
     """The running stage of ``spec``: its handler built by its factory and fitted to the
-    runtime, its limits from ``spec`` or else from the settings.
+    runtime, its limits from ``spec`` or else from the settings. A built handler's own
+    ``fingerprint`` is added to the declared one; its own ``dependency``, if it names
+    one, replaces the declared one.
 
     Parameters:
         spec: the stage's declaration.
@@ -52,7 +54,9 @@ def build_stage(spec: StageSpec, context: StageContext) -> Stage:
         timeout_s=spec.timeout_s or settings.stage_timeout_s,
         max_attempts=spec.max_attempts or settings.max_attempts,
         fingerprint=fingerprint,
-        dependency=spec.dependency,
+        # a handler that knows its dependency only once built (the retriever the
+        # settings chose) names it itself
+        dependency=getattr(built, "dependency", None) or spec.dependency,
         cacheable=spec.cacheable,
         produces=spec.produces,
     )

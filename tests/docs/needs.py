@@ -23,6 +23,9 @@ class Needs:
         gateway: it calls the gateway's port without starting ``ragbus serve`` itself.
         dead_letters: it operates the dead-letter queues (``ragbus dlq``).
         node: it is JavaScript, run with Node.js.
+        embedding_port: the port of the embedding server it names on this machine
+            (``RAGBUS_EMBED_API_BASE=http://localhost:PORT/...``), where the tests'
+            stand-in (:mod:`tests.lm_server`) takes the model's place; None if none.
     """
 
     rabbitmq: bool = False
@@ -31,6 +34,7 @@ class Needs:
     gateway: bool = False
     dead_letters: bool = False
     node: bool = False
+    embedding_port: int | None = None
 
 
 _RABBITMQ = re.compile(
@@ -38,6 +42,7 @@ _RABBITMQ = re.compile(
     r"|from \"amqplib\"|import pika"
 )
 _REDIS = re.compile(r"redis://|RAGBUS_CACHE_URL")
+_EMBEDDING_SERVER = re.compile(r"RAGBUS_EMBED_API_BASE=http://(?:localhost|127\.0\.0\.1):(\d+)")
 _GATEWAY_URL = re.compile(rf"(?:localhost|127\.0\.0\.1):{GATEWAY_PORT}\b")
 
 
@@ -47,6 +52,7 @@ def needs_of(language: str, source: str, commands: list[Command]) -> Needs:
     rabbitmq = bool(_RABBITMQ.search(source))
     starts_workers = any(command.service == "worker" for command in commands)
     starts_gateway = any(command.service == "serve" for command in commands)
+    embedding = _EMBEDDING_SERVER.search(source)
     return Needs(
         rabbitmq=rabbitmq,
         redis=bool(_REDIS.search(source)),
@@ -54,4 +60,5 @@ def needs_of(language: str, source: str, commands: list[Command]) -> Needs:
         gateway=bool(_GATEWAY_URL.search(source)) and not starts_gateway,
         dead_letters="ragbus dlq" in source,
         node=language == "javascript",
+        embedding_port=int(embedding[1]) if embedding else None,
     )

@@ -153,6 +153,12 @@ def _index(program: list[str], stdout: str, sole: bool) -> None:
     assert match and int(match[1]) > 0, f"`ragbus index` indexed nothing: {stdout!r}"
 
 
+def _optimize(program: list[str], stdout: str, sole: bool) -> None:
+    scores = re.search(r"score before: (\d\.\d+)[\s\S]*score after: +(\d\.\d+)", stdout)
+    assert scores, f"`ragbus optimize` prints the score before and after: {stdout!r}"
+    assert re.search(r"^wrote ", stdout, re.M), f"`ragbus optimize` writes the program: {stdout!r}"
+
+
 def _publish(program: list[str], stdout: str, sole: bool) -> None:
     if not sole:
         return
@@ -234,6 +240,7 @@ _CHECKS: dict[tuple[str, ...], Callable[[list[str], str, bool], None]] = {
     ("scripts/ask",): _ask,
     ("ragbus", "schema"): _schema,
     ("ragbus", "index"): _index,
+    ("ragbus", "optimize"): _optimize,
     ("ragbus", "publish"): _publish,
     ("ragbus", "dlq"): _dlq,
     ("ragbus", "bench"): _bench,

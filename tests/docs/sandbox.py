@@ -16,7 +16,9 @@ an example's text, and each change is recorded in :attr:`Sandbox.rewrites`:
   ``ragbus.events``) become the test broker and the example's own exchange; ``ragbus``
   commands get theirs from ``RAGBUS_AMQP_URL``, ``RAGBUS_EXCHANGE`` and
   ``RAGBUS_QUEUE_PREFIX``;
-- a Redis URL on the default port becomes the test Redis, with a key namespace of its own.
+- a Redis URL on the default port becomes the test Redis, with a key namespace of its own;
+- an embedding server on this machine (``RAGBUS_EMBED_API_BASE=http://localhost:11434``)
+  becomes the tests' stand-in embedding server, on its own port.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tests.amqp import Namespace
 from tests.docs.needs import GATEWAY_PORT, Needs
 from tests.docs.seeds import NOTES, dead_letters
 from tests.docs.shell import Command
+from tests.lm_server import FakeLMServer, start_lm_server
 from tests.polling import wait_until
 from tests.process.workers import OPS_LINE, WorkerProcess, Workers
 
@@ -103,6 +106,7 @@ class Sandbox:
         self.rewrites: dict[str, str] = {}
         self.services: list[WorkerProcess] = []
         self.workers: Workers | None = None
+        self.embedding_server: FakeLMServer | None = None
         self.env = self._environment()
 
     def _environment(self) -> dict[str, str]:
@@ -216,6 +220,9 @@ class Sandbox:
 
     async def provide(self) -> None:
         """Start what the example needs but does not start itself (see :class:`Needs`)."""
+        if self.needs.embedding_port is not None:
+            self.embedding_server = start_lm_server()
+            self.ports[self.needs.embedding_port] = self.embedding_server.port
         if self.needs.workers:
             assert self.namespace is not None
             self.workers = Workers(self.logs, namespace=self.namespace)
@@ -274,7 +281,10 @@ class Sandbox:
         return problems
 
     async def close(self) -> None:
-        """Stop every process, delete the RabbitMQ namespace and the Redis keys."""
+        """Stop every process (and the embedding server), delete the RabbitMQ namespace
+        and the Redis keys."""
+        if self.embedding_server is not None:
+            self.embedding_server.stop()
         for service in self.services:
             if service.alive:
                 service.kill()

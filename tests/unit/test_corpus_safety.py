@@ -13,7 +13,7 @@ import pytest
 
 from ragbus.errors import ConfigurationError
 from ragbus.retrieval import CorpusLimits, SearchIndex, atomic_dir, load_corpus, read_corpus
-from ragbus.retrieval.index import MANIFEST_NAME
+from ragbus.retrieval.saved import MANIFEST_NAME, CorpusIndex
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -169,8 +169,8 @@ def test_skipped_entries_do_not_count_towards_the_file_limit(corpus: Path) -> No
 # --- writing the index ---------------------------------------------------------------
 
 
-def index_of(corpus: Path) -> SearchIndex:
-    return SearchIndex.build(load_corpus(corpus))
+def index_of(corpus: Path) -> CorpusIndex:
+    return CorpusIndex(SearchIndex.build(load_corpus(corpus)))
 
 
 def test_the_index_writer_replaces_a_planted_symlink_instead_of_writing_through_it(
@@ -187,7 +187,7 @@ def test_the_index_writer_replaces_a_planted_symlink_instead_of_writing_through_
     assert sorted(path.name for path in victim.iterdir()) == ["keep.txt"]
     assert (victim / "keep.txt").read_text() == "precious"
     assert not target.is_symlink() and (target / MANIFEST_NAME).is_file()
-    assert len(SearchIndex.load(target)) == 2
+    assert len(CorpusIndex.load(target)) == 2
 
 
 def test_a_symlink_planted_inside_an_existing_index_is_not_written_through(
@@ -204,7 +204,7 @@ def test_a_symlink_planted_inside_an_existing_index_is_not_written_through(
 
     assert victim.read_text() == "export PATH=/usr/bin\n"
     assert not any(path.is_symlink() for path in target.iterdir())
-    assert len(SearchIndex.load(target)) == 2
+    assert len(CorpusIndex.load(target)) == 2
 
 
 def test_index_files_are_private(corpus: Path, tmp_path: Path) -> None:
@@ -232,7 +232,7 @@ def test_replacing_an_index_leaves_no_temporary_folder_behind(
     doc(corpus / "more.md", "# More\n\nCompost feeds the soil.\n")
     index_of(corpus).save(target)
 
-    assert len(SearchIndex.load(target)) == 3
+    assert len(CorpusIndex.load(target)) == 3
     assert sorted(path.name for path in corpus.iterdir() if path.name.startswith(".")) == [
         ".ragbus-index"
     ]

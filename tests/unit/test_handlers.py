@@ -24,12 +24,13 @@ from ragbus.payloads.rag import (
     Turn,
 )
 from ragbus.retrieval import SearchIndex, load_corpus
+from ragbus.retrieval.bm25 import Bm25Retriever
 from tests.samples import write_corpus
 
 
 @pytest.fixture
-def index(tmp_path: Path) -> SearchIndex:
-    return SearchIndex.build(load_corpus(write_corpus(tmp_path / "docs")))
+def index(tmp_path: Path) -> Bm25Retriever:
+    return Bm25Retriever(SearchIndex.build(load_corpus(write_corpus(tmp_path / "docs"))))
 
 
 def query_event(question: str, **fields: Any) -> Envelope:
@@ -60,7 +61,7 @@ class RecordingModule(dspy.Module):  # type: ignore[misc]
 
 
 async def test_retrieve_emits_documents_retrieved_derived_from_the_query(
-    index: SearchIndex,
+    index: Bm25Retriever,
 ) -> None:
     history = [Turn(question="What is ragbus?", answer="A bus for DSPy stages.")]
     event = query_event("How do I replay dead letters?", k=2, history=history)
@@ -83,7 +84,7 @@ async def test_retrieve_emits_documents_retrieved_derived_from_the_query(
     assert payload.timings_ms["retrieve"] >= 0
 
 
-async def test_retrieve_is_deterministic_for_a_redelivered_query(index: SearchIndex) -> None:
+async def test_retrieve_is_deterministic_for_a_redelivered_query(index: Bm25Retriever) -> None:
     event = query_event("tomato sunlight")
     handler = RetrieveHandler(index)
 
@@ -93,21 +94,23 @@ async def test_retrieve_is_deterministic_for_a_redelivered_query(index: SearchIn
     assert first[0].payload["passages"] == second[0].payload["passages"]
 
 
-async def test_retrieve_may_find_nothing(index: SearchIndex) -> None:
+async def test_retrieve_may_find_nothing(index: Bm25Retriever) -> None:
     outputs = await RetrieveHandler(index)(query_event("zebra giraffe"))
 
     assert outputs[0].payload["passages"] == []
 
 
-async def test_retrieve_refuses_other_event_types(index: SearchIndex) -> None:
+async def test_retrieve_refuses_other_event_types(index: Bm25Retriever) -> None:
     with pytest.raises(PermanentError, match="query_received"):
         await RetrieveHandler(index)(retrieved_event([]))
 
 
-def test_retrieve_fingerprint_names_the_corpus_and_k(index: SearchIndex) -> None:
+def test_retrieve_fingerprint_names_the_corpus_and_k(index: Bm25Retriever) -> None:
     handler = RetrieveHandler(index, default_k=3)
 
-    assert index.fingerprint in handler.fingerprint
+    assert index.index.fingerprint in handler.fingerprint
+    assert handler.fingerprint.startswith("bm25:")
+    assert handler.dependency is None  # BM25 calls nothing outside the process
     assert handler.fingerprint != RetrieveHandler(index, default_k=4).fingerprint
     with pytest.raises(ValueError, match="default_k"):
         RetrieveHandler(index, default_k=0)
@@ -116,7 +119,7 @@ def test_retrieve_fingerprint_names_the_corpus_and_k(index: SearchIndex) -> None
 # --- generate ----------------------------------------------------------------------
 
 
-async def test_generate_answers_from_the_retrieved_passages(index: SearchIndex) -> None:
+async def test_generate_answers_from_the_retrieved_passages(index: Bm25Retriever) -> None:
     query = query_event("When does the circuit breaker open?")
     retrieved = (await RetrieveHandler(index)(query))[0]
 
@@ -190,7 +193,7 @@ async def test_generate_refuses_other_event_types() -> None:
         await GenerateHandler(offline_lm())(query_event("Why?"))
 
 
-async def test_generate_calls_overlap_their_lm_latency(index: SearchIndex) -> None:
+async def test_generate_calls_overlap_their_lm_latency(index: Bm25Retriever) -> None:
     handler = GenerateHandler(offline_lm(latency_ms=500))
     events = [
         (await RetrieveHandler(index)(query_event(f"When does the circuit breaker open {i}?")))[0]

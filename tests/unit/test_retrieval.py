@@ -17,7 +17,7 @@ from ragbus.retrieval import (
     load_index,
 )
 from ragbus.retrieval.chunking import split_document
-from ragbus.retrieval.index import MANIFEST_NAME
+from ragbus.retrieval.saved import MANIFEST_NAME, CorpusIndex
 from tests.samples import write_corpus
 
 
@@ -212,9 +212,9 @@ def test_an_empty_passage_list_cannot_be_indexed() -> None:
 def test_save_and_load_give_equal_results(corpus: Path, tmp_path: Path) -> None:
     index = SearchIndex.build(load_corpus(corpus))
     target = tmp_path / "saved"
-    index.save(target)
+    CorpusIndex(index).save(target)
 
-    loaded = SearchIndex.load(target)
+    loaded = CorpusIndex.load(target).bm25
 
     assert (target / MANIFEST_NAME).is_file()
     assert len(loaded) == len(index)
@@ -234,33 +234,33 @@ def test_load_index_loads_a_saved_index_or_builds_from_documents(
 
     loaded = load_index(tmp_path / "saved")
 
-    assert loaded.fingerprint == built.fingerprint
-    assert loaded.search("tomatoes", k=1)[0].doc_id == "garden.txt#0"
-    assert load_index(corpus).fingerprint != built.fingerprint
+    assert loaded.version == built.version
+    assert loaded.bm25.search("tomatoes", k=1)[0].doc_id == "garden.txt#0"
+    assert load_index(corpus).version != built.version
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_index(tmp_path / "missing")
 
 
 def test_loading_an_index_of_another_version_fails_clearly(corpus: Path, tmp_path: Path) -> None:
     target = tmp_path / "saved"
-    SearchIndex.build(load_corpus(corpus)).save(target)
+    CorpusIndex(SearchIndex.build(load_corpus(corpus))).save(target)
     manifest = json.loads((target / MANIFEST_NAME).read_text())
     manifest["version"] = 999
     (target / MANIFEST_NAME).write_text(json.dumps(manifest))
 
     with pytest.raises(ConfigurationError, match="format version 999"):
-        SearchIndex.load(target)
+        CorpusIndex.load(target)
 
 
 def test_a_tampered_manifest_fails_its_fingerprint_check(corpus: Path, tmp_path: Path) -> None:
     target = tmp_path / "saved"
-    SearchIndex.build(load_corpus(corpus)).save(target)
+    CorpusIndex(SearchIndex.build(load_corpus(corpus))).save(target)
     manifest = json.loads((target / MANIFEST_NAME).read_text())
     manifest["passages"][0]["text"] = "changed"
     (target / MANIFEST_NAME).write_text(json.dumps(manifest))
 
     with pytest.raises(ConfigurationError, match="fingerprint"):
-        SearchIndex.load(target)
+        CorpusIndex.load(target)
 
 
 def test_fingerprint_is_stable_and_content_sensitive(corpus: Path) -> None:
@@ -283,6 +283,6 @@ def test_the_bundled_corpus_is_indexed_once_per_process() -> None:
     index = load_index(None)
 
     assert index is load_index(None)
-    assert index is bundled_index()
+    assert index.bm25 is bundled_index()
     assert len(index) > 0
     assert all(p.doc_id.split("#")[0].endswith((".md", ".txt", ".jsonl")) for p in index.passages)

@@ -2,10 +2,18 @@
 
 from ragbus.config.settings import (
     BusKind,
+    RetrieverKind,
     Settings,
     default_dlq_path,
     load_settings,
     with_changes,
 )
 
-__all__ = ["BusKind", "Settings", "default_dlq_path", "load_settings", "with_changes"]
+__all__ = [
+    "BusKind",
+    "RetrieverKind",
+    "Settings",
+    "default_dlq_path",
+    "load_settings",
+    "with_changes",
+]

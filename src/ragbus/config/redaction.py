@@ -66,7 +66,7 @@ def remember(secrets: Iterable[str | None]) -> None:
 
 def secrets_of(settings: Settings) -> list[str]:
     """The secret values in ``settings``: connection URLs that hold a password, their
-    passwords (also percent-decoded), the LM API key and the gateway token.
+    passwords (also percent-decoded), the LM and embedding API keys and the gateway token.
 
     Parameters:
         settings: the settings of this process.
@@ -82,7 +82,7 @@ def secrets_of(settings: Settings) -> list[str]:
                 continue
             if password:  # a URL without one is no secret: keep it readable in logs
                 found += [url.strip(), password, unquote(password)]
-    for token in (settings.lm_api_key, settings.api_token):
+    for token in (settings.lm_api_key, settings.embed_api_key, settings.api_token):
         if token is not None:
             found.append(token.get_secret_value())
     return found

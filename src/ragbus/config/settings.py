@@ -25,6 +25,14 @@ CORPUS_MAX_FILE_BYTES = 32 * 1024 * 1024
 CORPUS_MAX_FILES = 10_000
 
 
+class RetrieverKind(StrEnum):
+    """How the retrieve stage searches the corpus."""
+
+    BM25 = "bm25"
+    DENSE = "dense"
+    HYBRID = "hybrid"
+
+
 class BusKind(StrEnum):
     """Which message bus carries the events."""
 
@@ -120,6 +128,22 @@ class Settings(BaseSettings):
         description="most documents read from a corpus folder; more is an error",
     )
     top_k: int = Field(default=4, ge=1, le=50, description="passages retrieved per question")
+    retriever: RetrieverKind = Field(
+        default=RetrieverKind.BM25,
+        description="how the retrieve stage searches: bm25 (terms, offline), dense "
+        "(embeddings; needs embed_model and an index built with it) or hybrid (both, "
+        "ranks fused)",
+    )
+    embed_model: str | None = Field(
+        default=None,
+        description="LiteLLM embedding model (e.g. openai/text-embedding-3-small); when "
+        "set, `ragbus index` stores passage embeddings and dense/hybrid search uses it",
+    )
+    embed_api_base: str | None = Field(default=None, description="embedding server URL")
+    embed_api_key: SecretStr | None = Field(default=None, description="embedding API key")
+    embed_batch_size: int = Field(
+        default=64, ge=1, le=2048, description="texts sent in one embedding call at most"
+    )
 
     program: Path | None = Field(
         default=None,

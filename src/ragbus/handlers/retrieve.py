@@ -7,34 +7,41 @@ import time
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope
 from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
-from ragbus.retrieval.index import SearchIndex
+from ragbus.retrieval.retriever import Retriever
 
 
 class RetrieveHandler:
-    """Finds the passages for a question with BM25 search.
+    """Finds the passages for a question with a retriever (BM25, dense or hybrid).
 
     For each ``query_received`` event it returns one ``documents_retrieved`` event
     (derived: deterministic id, same correlation) with the best passages, best first;
-    passages that share no term with the question are left out, so the list may be
-    empty. Searching is fast and runs in the calling task.
+    the list may be empty. The search never blocks the event loop (see
+    :class:`~ragbus.retrieval.retriever.Retriever`). Errors of the retriever (an
+    embedding model that fails) propagate unchanged; the runtime classifies them.
 
     Parameters:
-        index: the search index.
+        retriever: what searches the corpus.
         default_k: passages to retrieve when the query does not set ``k``
             (default 4).
     """
 
-    def __init__(self, index: SearchIndex, *, default_k: int = 4) -> None:
+    def __init__(self, retriever: Retriever, *, default_k: int = 4) -> None:
         if default_k < 1:
             raise ValueError(f"default_k must be at least 1, got {default_k}")
-        self.index = index
+        self.retriever = retriever
         self.default_k = default_k
 
     @property
     def fingerprint(self) -> str:
-        """What determines this stage's output besides its input: the corpus and the
-        default ``k`` (a part of cache keys)."""
-        return f"bm25:{self.index.fingerprint}:k={self.default_k}"
+        """What determines this stage's output besides its input: the retriever's kind,
+        model and corpus version, and the default ``k`` (a part of cache keys)."""
+        return f"{self.retriever.fingerprint}:k={self.default_k}"
+
+    @property
+    def dependency(self) -> str | None:
+        """The external dependency a search calls (``embedder`` for dense and hybrid
+        retrieval, else none): the stage shares its breaker and flow control."""
+        return self.retriever.dependency
 
     async def __call__(self, event: Envelope) -> list[Envelope]:
         """Retrieve the passages for the question of ``event``.
@@ -49,7 +56,7 @@ class RetrieveHandler:
             raise PermanentError(f"the retrieve stage takes query_received, not {event.type}")
         query = event.payload_as(QueryReceived)
         started = time.perf_counter()
-        passages = self.index.search(query.question, query.k or self.default_k)
+        passages = await self.retriever.search(query.question, query.k or self.default_k)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         payload = DocumentsRetrieved(
             question=query.question,

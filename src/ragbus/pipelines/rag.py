@@ -52,12 +52,12 @@ pipeline.sink("answers", RagEvent.ANSWER_GENERATED)
     cacheable=True,
 )
 def retrieve(context: StageContext) -> RetrieveHandler:
-    """Finds the passages for a question in the corpus (``RAGBUS_CORPUS``, BM25)."""
-    from ragbus.retrieval import CorpusLimits, load_index
+    """Finds the passages for a question in the corpus (``RAGBUS_CORPUS``) with the
+    retriever ``RAGBUS_RETRIEVER`` names: BM25, dense or hybrid. Dense and hybrid
+    searches call the embedding model, so the stage then depends on ``embedder``."""
+    from ragbus.retrieval.factory import build_retriever
 
-    settings = context.settings
-    index = load_index(settings.corpus, limits=CorpusLimits.from_settings(settings))
-    return RetrieveHandler(index, default_k=settings.top_k)
+    return RetrieveHandler(build_retriever(context.settings), default_k=context.settings.top_k)
 
 
 @pipeline.stage(

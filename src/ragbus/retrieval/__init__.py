@@ -1,4 +1,5 @@
-"""Corpus loading and BM25 search: the retrieve stage's data."""
+"""The retrieve stage's data and search: corpus loading, saved indexes, and the
+retrievers (BM25, dense, hybrid) behind one interface."""
 
 from ragbus.retrieval.corpus import (
     CorpusPassage,
@@ -7,13 +8,18 @@ from ragbus.retrieval.corpus import (
     load_documents,
     read_corpus,
 )
-from ragbus.retrieval.index import SearchIndex, bundled_index, corpus_fingerprint, load_index
+from ragbus.retrieval.index import SearchIndex, bundled_index, corpus_fingerprint
+from ragbus.retrieval.retriever import Retriever
+from ragbus.retrieval.saved import CorpusIndex, Embeddings, load_index
 from ragbus.retrieval.walk import CorpusLimits, Skipped
 
 __all__ = [
+    "CorpusIndex",
     "CorpusLimits",
     "CorpusPassage",
     "CorpusRead",
+    "Embeddings",
+    "Retriever",
     "SearchIndex",
     "Skipped",
     "bundled_index",

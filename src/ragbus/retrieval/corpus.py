@@ -66,7 +66,9 @@ def _documents(node: Traversable, relative: PurePosixPath) -> Iterator[tuple[str
             yield (relative / child.name).as_posix(), child
 
 
-def _decode(data: bytes, name: str) -> str:
+def decode_document(data: bytes, name: str) -> str:
+    """The text of the document ``name`` whose bytes are ``data``: UTF-8, or a
+    :class:`~ragbus.errors.ConfigurationError` naming the file."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -75,7 +77,7 @@ def _decode(data: bytes, name: str) -> str:
 
 def _read(file: Traversable, name: str) -> str:
     try:
-        return _decode(file.read_bytes(), name)
+        return decode_document(file.read_bytes(), name)
     except OSError as exc:
         raise ConfigurationError(f"cannot read corpus file {name}: {exc}") from exc
 
@@ -191,8 +193,14 @@ def parse_document(
     )
 
 
-def _checked(passages: list[CorpusPassage], root: object) -> list[CorpusPassage]:
-    """``passages``, once they are known to be some and to have unique ids."""
+def checked_passages(passages: list[CorpusPassage], root: object) -> list[CorpusPassage]:
+    """``passages``, once they are known to be some and to have unique ids; a
+    :class:`~ragbus.errors.ConfigurationError` naming ``root`` otherwise.
+
+    Parameters:
+        passages: the passages of a corpus.
+        root: the corpus, as named in the error.
+    """
     if not passages:
         raise ConfigurationError(f"the documents in corpus {root} contain no text")
     seen: set[str] = set()
@@ -203,7 +211,8 @@ def _checked(passages: list[CorpusPassage], root: object) -> list[CorpusPassage]
     return passages
 
 
-def _no_documents(root: object) -> ConfigurationError:
+def no_documents(root: object) -> ConfigurationError:
+    """The error for a corpus ``root`` without a document."""
     suffixes = ", ".join(DOCUMENT_SUFFIXES)
     return ConfigurationError(f"no documents ({suffixes}) found in corpus {root}")
 
@@ -242,14 +251,14 @@ def read_corpus(
     """
     listing = list_documents(path, limits)
     if not listing.files:
-        raise _no_documents(path)
+        raise no_documents(path)
     passages: list[CorpusPassage] = []
     for done, file in enumerate(listing.files, start=1):
-        text = _decode(read_document(file, limits), file.name)
+        text = decode_document(read_document(file, limits), file.name)
         passages.extend(parse_document(file.name, text, min_words=min_words, max_words=max_words))
         if progress is not None:
             progress(done, len(listing.files))
-    return CorpusRead(_checked(passages, path), tuple(listing.skipped))
+    return CorpusRead(checked_passages(passages, path), tuple(listing.skipped))
 
 
 def load_corpus(
@@ -290,10 +299,10 @@ def load_documents(
         return load_corpus(root, min_words=min_words, max_words=max_words)
     files = list(_documents(root, PurePosixPath()))
     if not files:
-        raise _no_documents(root)
+        raise no_documents(root)
     passages: list[CorpusPassage] = []
     for name, file in files:
         passages.extend(
             parse_document(name, _read(file, name), min_words=min_words, max_words=max_words)
         )
-    return _checked(passages, root)
+    return checked_passages(passages, root)
