@@ -10,8 +10,10 @@ wrote it, or it was damaged) never aborts a listing: the letter is listed with w
 could be read, a stand-in for the rest, and a note saying so.
 
 AMQP cannot browse a queue, so listing fetches every message of a DLQ unacknowledged on
-a short-lived channel and closes it: the messages return in their order, and since the
-DLQ is classic nothing is counted. Removing does the same and acks the matches.
+a short-lived channel and closes it: the messages return to the DLQ (a quorum queue,
+replicated like the stage queues; it may return them in another order and counts each
+return in ``x-delivery-count``, which therefore says nothing about the failure and is
+never read here). Removing does the same and acks the matches.
 """
 
 from __future__ import annotations
@@ -225,8 +227,9 @@ def _from_broker(
     when = chosen.get("time") if chosen else None
     failed_at = _header_time(when) or utc_now()
     if reason is DeadLetterReason.DELIVERY_LIMIT:
-        counted = _whole_number(headers.get("x-delivery-count"))
-        attempts = counted + 1 if counted is not None else limit + 1
+        # the stage queue dead-letters a message at its (limit + 1)th failed delivery;
+        # the x-delivery-count it carries now is the DLQ's own count of listings
+        attempts = limit + 1
         message = f"delivery limit exceeded in queue {queue!r} (the handler kept failing)"
     else:
         attempts = (_whole_number(chosen.get("count", 1)) or 1) if chosen else 1
