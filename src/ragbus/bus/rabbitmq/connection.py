@@ -64,11 +64,15 @@ RestoreHook = Callable[[], Awaitable[None]]
 
 
 class _TransportErrorFilter(logging.Filter):
-    """Drops aiormq's own error line for each failed attempt to connect: the bus logs
-    one line per attempt itself, with the URL masked and what happens next."""
+    """Drops aiormq's own lines for a failed attempt to connect and for a lost
+    connection (with a traceback): the bus logs one line for each itself, with the URL
+    masked and what happens next."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("error when creating transport")
+        message = str(record.msg)
+        return not message.startswith(
+            ("error when creating transport", "Cancelling cause reader exited abnormally")
+        )
 
 
 logging.getLogger("aiormq.connection").addFilter(_TransportErrorFilter())
@@ -138,6 +142,7 @@ class BrokerConnection:
         self._restore_hooks: list[RestoreHook] = []
         self._reconnect_callbacks: list[Callable[..., Any]] = []
         self._up = asyncio.Event()
+        self._closing_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def masked_url(self) -> str:
@@ -154,7 +159,7 @@ class BrokerConnection:
         """The open connection; :class:`BusError` before :meth:`open` or while it is
         being replaced."""
         connection = self._connection
-        if connection is None or connection.is_closed:
+        if connection is None or connection.is_closed or not connection.connected.is_set():
             if self._opened:
                 raise BusError(
                     f"the connection to the RabbitMQ broker at {self.node} was lost; reconnecting"
@@ -251,9 +256,12 @@ class BrokerConnection:
                     continue
                 if attempts > 1:
                     logger.warning(
-                        "connected to the RabbitMQ broker at %s (attempt %d)",
+                        "connected to the RabbitMQ broker at %s (attempt %d%s)",
                         mask_url(self.nodes[index]),
                         attempts,
+                        "".join(
+                            f"; {node_address(self.nodes[i])}: {reason}" for i, _, reason in reasons
+                        ),
                     )
                 self._adopt(connection, index)
                 self._opened = True
@@ -335,8 +343,7 @@ class BrokerConnection:
             )
             old, self._connection = self._connection, None
             if old is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(old.close(), CLOSE_TIMEOUT_S)
+                self._close_in_background(old)
             await self._reconnect(lost)
             await self._restore()
 
@@ -404,8 +411,23 @@ class BrokerConnection:
             await asyncio.gather(supervisor, return_exceptions=True)
         connection, self._connection = self._connection, None
         if connection is not None:
+            closing = self._close_in_background(connection)
+            await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
+
+    def _close_in_background(self, connection: AbstractConnection) -> asyncio.Task[None]:
+        """Close ``connection`` in a task of its own, kept until it is done. Closing a
+        connection whose transport is already gone can wait on aiormq for a long time,
+        and ignores a cancellation while it does: nothing waits for it longer than
+        :data:`CLOSE_TIMEOUT_S`, and nothing cancels it."""
+
+        async def close() -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
+                await connection.close()
+
+        task = asyncio.create_task(close(), name="ragbus:amqp:close")
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+        return task
 
     async def new_channel(
         self, *, publisher_confirms: bool, on_return_raises: bool = False
@@ -421,7 +443,9 @@ class BrokerConnection:
         channel = self.current.channel(
             publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
         )
-        await channel.initialize()
+        # Opening waits for the connection to be ready, which a connection lost a moment
+        # ago never is again: do not wait for it forever.
+        await asyncio.wait_for(channel.initialize(), ATTEMPT_TIMEOUT_S)
         return channel
 
     @contextlib.asynccontextmanager

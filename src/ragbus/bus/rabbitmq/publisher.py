@@ -158,7 +158,7 @@ class Publisher:
                 )
             try:
                 await self.open()
-            except _NOT_CONFIRMED as exc:
+            except (*_NOT_CONFIRMED, BusError) as exc:  # lost again while opening
                 raise PublishNotConfirmedError(
                     f"publish not confirmed: cannot open a channel ({exc!r})"
                 ) from exc
