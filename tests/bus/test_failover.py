@@ -63,7 +63,8 @@ def node_list(amqp_url: str, *proxies: TcpProxy) -> str:
 def dead_node(amqp_url: str) -> str:
     """The broker's URL with a port nobody listens on."""
     parts = urlsplit(amqp_url)
-    return parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{free_port()}").geturl()
+    credentials = parts.netloc.rpartition("@")[0]
+    return parts._replace(netloc=f"{credentials}@127.0.0.1:{free_port()}").geturl()
 
 
 async def test_connecting_skips_a_node_that_is_down(

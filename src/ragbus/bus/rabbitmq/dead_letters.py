@@ -18,8 +18,10 @@ never read here). Removing does the same and acks the matches.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,6 +42,10 @@ BROKER_DEAD_LETTER_NAMESPACE: Final = uuid.UUID("6f1c7a2e-4a53-5b0e-9a57-3c1d1c0
 
 #: Longest error message kept in a header (headers share the frame with the body).
 MAX_ERROR_MESSAGE_CHARS: Final = 4000
+
+#: How long a listing waits, after closing its channel, for the messages it returns to
+#: be back in the DLQ, in seconds (a quorum queue takes them back after the close).
+RETURN_WAIT_S: Final = 5.0
 
 ID_HEADER: Final = "x-ragbus-dead-letter-id"
 STAGE_HEADER: Final = "x-ragbus-stage"
@@ -376,14 +382,14 @@ class RabbitMQDeadLetters(DeadLetterStore):
         self, stage: str, *, remove: frozenset[uuid.UUID]
     ) -> tuple[list[DeadLetter], int]:
         """Fetch every message of ``stage``'s DLQ unacknowledged, ack those in ``remove``,
-        and close the channel so the others return. Returns (kept letters, removed)."""
+        and close the channel so the others return; wait until they are back, so that
+        the next listing sees them. Returns (kept letters, removed)."""
         letters: list[DeadLetter] = []
         removed = 0
+        name = self.topology.dead_letter_queue(stage)
         async with self.connection.channel() as channel:
             try:
-                queue = await channel.declare_queue(
-                    self.topology.dead_letter_queue(stage), passive=True
-                )
+                queue = await channel.declare_queue(name, passive=True)
             except ChannelNotFoundEntity:
                 return [], 0
             for _ in range(queue.declaration_result.message_count or 0):
@@ -402,7 +408,22 @@ class RabbitMQDeadLetters(DeadLetterStore):
                     removed += 1
                 else:
                     letters.append(letter)
+        if letters:
+            await self._wait_returned(name, len(letters))
         return letters, removed
+
+    async def _wait_returned(self, name: str, count: int) -> None:
+        """Wait up to :data:`RETURN_WAIT_S` seconds until ``name`` holds at least
+        ``count`` ready messages again (fewer stay if another listing takes them)."""
+        deadline = time.monotonic() + RETURN_WAIT_S
+        async with self.connection.channel() as channel:
+            while True:
+                queue = await channel.declare_queue(name, passive=True)
+                if (queue.declaration_result.message_count or 0) >= count:
+                    return
+                if time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(0.01)  # the broker applies the returns on its own
 
 
 __all__ = [
