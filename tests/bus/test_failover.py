@@ -72,8 +72,7 @@ async def test_connecting_skips_a_node_that_is_down(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
     down = dead_node(amqp_url)
-    bus = namespace.make(connect_timeout=0)
-    bus.connection.nodes = (down, amqp_url)
+    bus = namespace.make(f"{down},{amqp_url}", connect_timeout=0)
     await bus.connect()
     assert bus.connection.node == mask_url(amqp_url)
     port = urlsplit(down).port
@@ -103,8 +102,7 @@ async def test_losing_a_node_moves_the_bus_to_the_next_and_consuming_resumes(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
     first, second = proxies
-    bus = namespace.make(reconnect_interval=0.1, watchdog_interval=0.2)
-    bus.connection.nodes = (first.url_for(amqp_url), second.url_for(amqp_url))
+    bus = namespace.make(node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.2)
     await bus.connect()
     durable: list[str] = []
     following: list[str] = []
@@ -152,8 +150,7 @@ async def test_a_publish_during_the_outage_waits_for_a_node_to_come_back(
     namespace: Namespace, amqp_url: str, proxies: list[TcpProxy]
 ) -> None:
     first, second = proxies
-    bus = namespace.make(reconnect_interval=0.1)
-    bus.connection.nodes = (first.url_for(amqp_url), second.url_for(amqp_url))
+    bus = namespace.make(node_list(amqp_url, first, second), reconnect_interval=0.1)
     await bus.connect()
     await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
     first.cut()
@@ -177,8 +174,7 @@ async def test_the_watchdog_restores_a_stage_the_failover_could_not(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
     first, second = proxies
-    bus = namespace.make(reconnect_interval=0.1, watchdog_interval=0.1)
-    bus.connection.nodes = (first.url_for(amqp_url), second.url_for(amqp_url))
+    bus = namespace.make(node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.1)
     await bus.connect()
     seen: list[str] = []
 
