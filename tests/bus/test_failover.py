@@ -102,7 +102,9 @@ async def test_losing_a_node_moves_the_bus_to_the_next_and_consuming_resumes(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
     first, second = proxies
-    bus = namespace.make(node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.2)
+    bus = namespace.make(
+        node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.2
+    )
     await bus.connect()
     durable: list[str] = []
     following: list[str] = []
@@ -174,7 +176,9 @@ async def test_the_watchdog_restores_a_stage_the_failover_could_not(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
     first, second = proxies
-    bus = namespace.make(node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.1)
+    bus = namespace.make(
+        node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.1
+    )
     await bus.connect()
     seen: list[str] = []
 

@@ -101,7 +101,9 @@ class Cluster(ABC):
     async def queue_members(self, names: Iterable[str]) -> dict[str, list[str]]:
         """The node names holding a replica of each quorum queue of ``names``."""
         wanted = set(names)
-        text = await self.ctl(self.nodes[0], "list_queues", "name", "members", "--formatter", "json")
+        text = await self.ctl(
+            self.nodes[0], "list_queues", "name", "members", "--formatter", "json"
+        )
         return {
             row["name"]: sorted(row["members"]) for row in json.loads(text) if row["name"] in wanted
         }

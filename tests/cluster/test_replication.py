@@ -48,7 +48,9 @@ async def test_dead_letters_and_events_survive_the_node_leading_their_queues(
     ]
     for letter in letters:
         await store.add(letter)
-    waiting = [new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"w {n}")) for n in range(5)]
+    waiting = [
+        new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"w {n}")) for n in range(5)
+    ]
     for event in waiting:
         await leader.publish(event)
     names = leader.topology.stage_queues("retrieve")
