@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -23,7 +23,7 @@ from ragbus.payloads.rag import QueryReceived, RagEvent
 from ragbus.pipelines.rag import pipeline as rag
 from tests.amqp import Namespace
 from tests.polling import wait_until
-from tests.tcp_proxy import TcpProxy, free_port, start_proxy
+from tests.tcp_proxy import TcpProxy, free_port, unreachable_url
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -36,42 +36,31 @@ def event_id(message: InboundMessage) -> str:
     return str(rag.events.decode(message.body).id)
 
 
-@pytest.fixture
-async def namespace(amqp_url: str) -> Iterator[Namespace]:
-    space = Namespace(amqp_url)
-    try:
-        yield space
-    finally:
-        await space.cleanup()
-
-
-@pytest.fixture
-def proxies(amqp_url: str) -> Iterator[list[TcpProxy]]:
-    """Two "nodes": proxies to the shared broker, stopped after the test."""
-    started = [start_proxy(amqp_url), start_proxy(amqp_url)]
-    try:
-        yield started
-    finally:
-        for proxy in started:
-            proxy.stop()
-
-
 def node_list(amqp_url: str, *proxies: TcpProxy) -> str:
     return ",".join(proxy.url_for(amqp_url) for proxy in proxies)
 
 
-def dead_node(amqp_url: str) -> str:
-    """The broker's URL with a port nobody listens on."""
-    parts = urlsplit(amqp_url)
-    credentials = parts.netloc.rpartition("@")[0]
-    return parts._replace(netloc=f"{credentials}@127.0.0.1:{free_port()}").geturl()
+async def retrieving_bus(
+    namespace: Namespace, nodes: str, **options: Any
+) -> tuple[RabbitMQBus, list[str]]:
+    """A connected bus on ``nodes`` with the stage ``retrieve`` subscribed (not started),
+    and the ids of the events it handles."""
+    bus = namespace.make(nodes, **options)
+    await bus.connect()
+    seen: list[str] = []
+
+    async def handle(message: InboundMessage) -> None:
+        seen.append(event_id(message))
+
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handle, concurrency=4)
+    return bus, seen
 
 
 async def test_connecting_skips_a_node_that_is_down(
     namespace: Namespace, amqp_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
-    down = dead_node(amqp_url)
+    down = unreachable_url(amqp_url)
     bus = namespace.make(f"{down},{amqp_url}", connect_timeout=0)
     await bus.connect()
     assert bus.connection.node == mask_url(amqp_url)
@@ -97,25 +86,19 @@ async def test_when_no_node_answers_the_error_names_each_one_masked() -> None:
 async def test_losing_a_node_moves_the_bus_to_the_next_and_consuming_resumes(
     namespace: Namespace,
     amqp_url: str,
-    proxies: list[TcpProxy],
+    node_proxies: list[TcpProxy],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
-    first, second = proxies
-    bus = namespace.make(
-        node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.2
+    first, second = node_proxies
+    bus, durable = await retrieving_bus(
+        namespace, node_list(amqp_url, first, second), reconnect_interval=0.1
     )
-    await bus.connect()
-    durable: list[str] = []
     following: list[str] = []
-
-    async def handle(message: InboundMessage) -> None:
-        durable.append(event_id(message))
 
     async def follow(message: InboundMessage) -> None:
         following.append(event_id(message))
 
-    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handle, concurrency=4)
     bus.subscribe("client", [RagEvent.QUERY_RECEIVED], follow, concurrency=4, ephemeral=True)
     await bus.start()
     reconnects: list[object] = []
@@ -149,9 +132,9 @@ async def test_losing_a_node_moves_the_bus_to_the_next_and_consuming_resumes(
 
 
 async def test_a_publish_during_the_outage_waits_for_a_node_to_come_back(
-    namespace: Namespace, amqp_url: str, proxies: list[TcpProxy]
+    namespace: Namespace, amqp_url: str, node_proxies: list[TcpProxy]
 ) -> None:
-    first, second = proxies
+    first, second = node_proxies
     bus = namespace.make(node_list(amqp_url, first, second), reconnect_interval=0.1)
     await bus.connect()
     await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
@@ -170,22 +153,15 @@ async def test_a_publish_during_the_outage_waits_for_a_node_to_come_back(
 async def test_the_watchdog_restores_a_stage_the_failover_could_not(
     namespace: Namespace,
     amqp_url: str,
-    proxies: list[TcpProxy],
+    node_proxies: list[TcpProxy],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ragbus.bus.rabbitmq")
-    first, second = proxies
-    bus = namespace.make(
-        node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.1
+    first, second = node_proxies
+    bus, seen = await retrieving_bus(
+        namespace, node_list(amqp_url, first, second), reconnect_interval=0.1, watchdog_interval=0.1
     )
-    await bus.connect()
-    seen: list[str] = []
-
-    async def handle(message: InboundMessage) -> None:
-        seen.append(event_id(message))
-
-    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handle, concurrency=2)
     await bus.start()
     # The first declaration after the failover fails, as it can while a quorum queue
     # elects a new leader on the nodes that are left.

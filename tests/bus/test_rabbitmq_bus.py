@@ -9,7 +9,7 @@ import re
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,15 +65,6 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def namespace(amqp_url: str) -> AsyncIterator[Namespace]:
-    space = Namespace(amqp_url)
-    try:
-        yield space
-    finally:
-        await space.cleanup()
 
 
 async def queue_depth(url: str, name: str) -> int:

@@ -8,7 +8,6 @@ cluster itself, with nodes stopped for real, is tests/cluster/.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,33 +16,17 @@ from ragbus.config.urls import mask_url
 from tests.amqp import Namespace
 from tests.polling import wait_until
 from tests.process.workers import Workers
-from tests.tcp_proxy import TcpProxy, free_port, start_proxy
+from tests.tcp_proxy import TcpProxy, unreachable_url
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 QUESTION = "How does ragbus handle a failed event?"
 
 
-@pytest.fixture
-def proxies(amqp_url: str) -> Iterator[list[TcpProxy]]:
-    started = [start_proxy(amqp_url), start_proxy(amqp_url)]
-    try:
-        yield started
-    finally:
-        for proxy in started:
-            proxy.stop()
-
-
-def unreachable(amqp_url: str) -> str:
-    """``amqp_url`` with a port nobody listens on (same user and password)."""
-    credentials = amqp_url.split("//", 1)[1].rpartition("@")[0]
-    return f"amqp://{credentials}@127.0.0.1:{free_port()}/"
-
-
 async def test_a_worker_moves_to_the_next_node_when_its_node_goes(
-    workers: Workers, namespace: Namespace, amqp_url: str, proxies: list[TcpProxy]
+    workers: Workers, namespace: Namespace, amqp_url: str, node_proxies: list[TcpProxy]
 ) -> None:
-    first, second = proxies
+    first, second = node_proxies
     nodes = f"{first.url_for(amqp_url)},{second.url_for(amqp_url)}"
     worker = await workers.start("all", amqp_url=nodes)
     asked = await workers.run("ask", "--bus", "rabbitmq", "--json", QUESTION, timeout=90)
@@ -68,12 +51,12 @@ async def test_a_worker_moves_to_the_next_node_when_its_node_goes(
 async def test_one_shot_commands_use_the_first_node_that_answers(
     workers: Workers, namespace: Namespace, amqp_url: str
 ) -> None:
-    down = unreachable(amqp_url)
+    down = unreachable_url(amqp_url)
     listed = await workers.run("dlq", "list", "--bus", "rabbitmq", amqp_url=f"{down},{amqp_url}")
     assert listed.code == 0, listed.stderr
     assert mask_url(f"{down},{amqp_url}") in listed.stderr  # where the dead letters are
 
-    other = unreachable(amqp_url)
+    other = unreachable_url(amqp_url)
     failed = await workers.run("dlq", "list", "--bus", "rabbitmq", amqp_url=f"{down},{other}")
     assert failed.code == ExitCode.UNAVAILABLE
     [line] = failed.stderr.strip().splitlines()  # one line, naming each node masked
