@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from ragbus.bus.base import InboundMessage
-from ragbus.bus.errors import BrokerUnavailableError
+from ragbus.bus.errors import BrokerUnavailableError, PublishNotConfirmedError
 from ragbus.bus.rabbitmq import RabbitMQBus
+from ragbus.bus.rabbitmq import publisher as publisher_module
 from ragbus.config.urls import mask_url
 from ragbus.events import Envelope, new_event
 from ragbus.payloads.rag import QueryReceived, RagEvent
@@ -182,3 +183,21 @@ async def test_the_watchdog_restores_a_stage_the_failover_could_not(
     assert "re-establishing it" in caplog.text  # the watchdog did it
     await bus.publish(query(1))
     await wait_until(lambda: len(seen) == 1, what="the event after the failover")
+
+
+async def test_a_publish_gives_up_when_no_node_comes_back_in_time(
+    namespace: Namespace,
+    amqp_url: str,
+    node_proxies: list[TcpProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(publisher_module, "RECONNECT_WAIT_S", 0.5)
+    bus = namespace.make(node_list(amqp_url, *node_proxies), reconnect_interval=0.1)
+    await bus.connect()
+    await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])
+    for proxy in node_proxies:
+        proxy.cut()
+    await wait_until(lambda: not bus.connection.is_connected, what="the bus to see the loss")
+    with pytest.raises(PublishNotConfirmedError, match="lost and not back yet") as raised:
+        await bus.publish(query(1))
+    assert "guest:guest" not in str(raised.value)  # the nodes are named masked

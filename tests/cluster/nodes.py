@@ -175,9 +175,10 @@ class LocalCluster(Cluster):
         Parameters:
             name: the prefix of its node names (unique to the test session).
         """
+        reap_orphans()
         # the nodes run as the rabbitmq user: their folder must not be under a folder
         # only root may enter (pytest's temporary folders are)
-        directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
+        directory = Path(tempfile.mkdtemp(prefix=f"{CLUSTER_DIR_PREFIX}{name}-", dir="/tmp"))
         directory.rmdir()  # the script creates it, and refuses a folder with a cluster
         last: subprocess.CompletedProcess[str] | None = None
         started = time.monotonic()
@@ -193,6 +194,7 @@ class LocalCluster(Cluster):
         assert last is not None
         if last.returncode != 0:
             raise RuntimeError(f"scripts/rabbitmq-cluster start failed:\n{last.stderr}")
+        (directory / OWNER_FILE).write_text(str(os.getpid()))
         urls = last.stdout.strip().splitlines()[-1].split(",")
         listed = (directory / "nodes").read_text().split("\n")
         names = [line.split()[0] for line in listed if line.strip()]
@@ -220,6 +222,33 @@ class LocalCluster(Cluster):
             capture_output=True,
             text=True,
             timeout=300,
+        )
+
+
+#: The start of the folder name of every test session's local cluster.
+CLUSTER_DIR_PREFIX = "ragbus-test-cluster-"
+
+#: The file in a cluster's folder that holds the pid of the test session that owns it.
+OWNER_FILE = "owner"
+
+
+def reap_orphans() -> None:
+    """Stop the local clusters of test sessions that died without stopping them (killed
+    with SIGKILL, say): their nodes would hold ports and memory for good."""
+    for directory in Path("/tmp").glob(f"{CLUSTER_DIR_PREFIX}*"):
+        try:
+            owner = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # starting, or not one of ours
+        try:
+            os.kill(owner, 0)
+            continue  # its session still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        subprocess.run(
+            [str(SCRIPT), "stop", "--dir", str(directory)], capture_output=True, timeout=300
         )
 
 
