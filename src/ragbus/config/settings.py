@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         ge=0,
         description="how long a worker, the gateway or a Client keeps trying to reach the "
         "broker when it starts (with backoff, one log line per attempt) before it exits; "
-        "one-shot commands (ask, publish, dlq) try once",
+        "one-shot commands (ask, publish, dlq) try each node once",
     )
 
     corpus: Path | None = Field(
