@@ -1,5 +1,6 @@
-"""``RAGBUS_AMQP_URL`` as a list of nodes, as processes use it: a worker moves to another
-node when it loses its own, and one-shot commands use the first node that answers.
+"""``RAGBUS_AMQP_URL`` as a list of nodes, as processes use it: a worker and a ``Client``
+move to another node when they lose their own, and one-shot commands use the first node
+that answers.
 
 The nodes are TCP proxies to the shared broker (cutting one is losing that node); the
 cluster itself, with nodes stopped for real, is tests/cluster/.
@@ -10,8 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import SecretStr
 
 from ragbus.cli_common import ExitCode
+from ragbus.client import Client
 from ragbus.config.urls import mask_url
 from tests.amqp import Namespace
 from tests.polling import wait_until
@@ -23,7 +26,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 QUESTION = "How does ragbus handle a failed event?"
 
 
-async def test_a_worker_moves_to_the_next_node_when_its_node_goes(
+async def test_a_worker_and_a_client_move_to_the_next_node_when_their_node_goes(
     workers: Workers, namespace: Namespace, amqp_url: str, node_proxies: list[TcpProxy]
 ) -> None:
     first, second = node_proxies
@@ -31,10 +34,18 @@ async def test_a_worker_moves_to_the_next_node_when_its_node_goes(
     worker = await workers.start("all", amqp_url=nodes)
     asked = await workers.run("ask", "--bus", "rabbitmq", "--json", QUESTION, timeout=90)
     assert asked.code == 0, asked.stderr + workers.report()
-
-    first.cut()  # the worker's node is gone for good
-    moved = f"reconnected to the RabbitMQ broker at {mask_url(second.url_for(amqp_url))}"
-    await wait_until(lambda: moved in worker.log, what="the worker to move", timeout=30)
+    client = Client(workers.settings.model_copy(update={"amqp_url": SecretStr(nodes)}))
+    await client.open()
+    try:
+        assert (await client.ask(QUESTION, timeout=60)).text
+        first.cut()  # the node of the worker and the client is gone for good
+        moved = f"reconnected to the RabbitMQ broker at {mask_url(second.url_for(amqp_url))}"
+        await wait_until(lambda: moved in worker.log, what="the worker to move", timeout=30)
+        await wait_until(lambda: client.bus.healthy, what="the client to move", timeout=30)
+        # its listener's queue is on the new node: it gets its answers again
+        assert (await client.ask("Which LM answers by default?", timeout=60)).text
+    finally:
+        await client.close()
 
     async def healthy() -> bool:
         status, _ = await worker.healthz()
