@@ -1,6 +1,7 @@
 """The test session's RabbitMQ cluster, and what its tests measured.
 
-The cluster starts when the first test needs it and stops when the session ends:
+The cluster starts when the first test needs it and stops after the last test of this
+folder:
 
 - with ``CI=true`` or ``RAGBUS_TEST_CLUSTER=1``, on this machine (``scripts/rabbitmq-cluster``:
   three nodes of the installed ``rabbitmq-server``, about 15 s to start);
@@ -36,9 +37,10 @@ CLUSTER_OPT_IN = "RAGBUS_TEST_CLUSTER"
 MEASURED: list[str] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rabbitmq_cluster() -> Iterator[Cluster]:
-    """A three-node RabbitMQ cluster of this session's own, stopped at its end."""
+    """A three-node RabbitMQ cluster of this session's own, stopped after the last
+    test of this folder (so its stopping is counted there, among the slow tests)."""
     why_not = local_cluster_possible()
     wanted = IN_CI or os.environ.get(CLUSTER_OPT_IN) == "1"
     cluster: Cluster
