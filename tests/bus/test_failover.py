@@ -19,22 +19,13 @@ from ragbus.bus.errors import BrokerUnavailableError, PublishNotConfirmedError
 from ragbus.bus.rabbitmq import RabbitMQBus
 from ragbus.bus.rabbitmq import publisher as publisher_module
 from ragbus.config.urls import mask_url
-from ragbus.events import Envelope, new_event
-from ragbus.payloads.rag import QueryReceived, RagEvent
-from ragbus.pipelines.rag import pipeline as rag
+from ragbus.payloads.rag import RagEvent
 from tests.amqp import Namespace
+from tests.bus.test_rabbitmq_bus import event_id, query
 from tests.polling import wait_until
 from tests.tcp_proxy import TcpProxy, free_port, unreachable_url
 
 pytestmark = pytest.mark.rabbitmq
-
-
-def query(number: int) -> Envelope:
-    return new_event(RagEvent.QUERY_RECEIVED, QueryReceived(question=f"question {number}"))
-
-
-def event_id(message: InboundMessage) -> str:
-    return str(rag.events.decode(message.body).id)
 
 
 def node_list(amqp_url: str, *proxies: TcpProxy) -> str:
