@@ -55,10 +55,17 @@ class Namespace:
     def topology(self) -> Topology:
         return Topology(exchange=self.exchange, prefix=self.prefix, delay_tiers=TIERS)
 
-    def make(self, **options: Any) -> RabbitMQBus:
-        """A new, unconnected bus in this namespace (``options`` go to the constructor)."""
+    def make(self, url: str | None = None, **options: Any) -> RabbitMQBus:
+        """A new, unconnected bus in this namespace (``options`` go to the constructor).
+
+        Parameters:
+            url: the bus's AMQP URL, e.g. the nodes of a cluster in the order this bus
+                tries them (default: the namespace's).
+        """
         options.pop("dlq_path", None)
-        bus = RabbitMQBus(self.url, exchange=self.exchange, queue_prefix=self.prefix, **options)
+        bus = RabbitMQBus(
+            url or self.url, exchange=self.exchange, queue_prefix=self.prefix, **options
+        )
         self.buses.append(bus)
         return bus
 

@@ -31,6 +31,7 @@ from tests.process.workers import (
     broker_restarts_allowed,
 )
 from tests.redis_keys import key_prefix
+from tests.tcp_proxy import TcpProxy, proxies_to
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -266,6 +267,14 @@ async def cache_namespace(redis_url: str) -> AsyncIterator[str]:
     deleted afterwards (Redis is shared: nothing else is touched)."""
     async with key_prefix(redis_url) as namespace:
         yield namespace
+
+
+@pytest.fixture
+def node_proxies(amqp_url: str) -> Iterator[list[TcpProxy]]:
+    """Two "nodes" of a cluster for ``RAGBUS_AMQP_URL``: TCP proxies to the test broker;
+    cutting one is losing that node (the real cluster is tests/cluster/)."""
+    with proxies_to(amqp_url, 2) as proxies:
+        yield proxies
 
 
 @pytest.fixture(scope="session")

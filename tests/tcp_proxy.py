@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -166,3 +167,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def proxies_to(url: str, count: int) -> Iterator[list[TcpProxy]]:
+    """``count`` running proxies to the service of ``url``, stopped afterwards (e.g. the
+    "nodes" of a cluster: cutting one is losing that node)."""
+    started: list[TcpProxy] = []
+    try:
+        for _ in range(count):
+            started.append(start_proxy(url))
+        yield started
+    finally:
+        for proxy in started:
+            proxy.stop()
+
+
+def unreachable_url(url: str) -> str:
+    """``url``, with its user and password, at a local port nobody listens on."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@" if credentials else ""
+    return urlunsplit(parts._replace(netloc=f"{netloc}127.0.0.1:{free_port()}"))

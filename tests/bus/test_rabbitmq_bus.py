@@ -9,7 +9,7 @@ import re
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,15 +65,6 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def namespace(amqp_url: str) -> AsyncIterator[Namespace]:
-    space = Namespace(amqp_url)
-    try:
-        yield space
-    finally:
-        await space.cleanup()
 
 
 async def queue_depth(url: str, name: str) -> int:
@@ -243,26 +234,24 @@ async def test_topology_is_declared_as_documented(namespace: Namespace) -> None:
     await bus.declare("retrieve", [RagEvent.QUERY_RECEIVED])  # idempotent
     topology = namespace.topology
     p = namespace.prefix
+    replicated = {"x-queue-type": "quorum", "x-quorum-initial-group-size": 3}
+    retry = {
+        **replicated,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": f"{p}.retrieve",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
     expected: dict[str, dict[str, Any]] = {
         f"{p}.retrieve": {
-            "x-queue-type": "quorum",
+            **replicated,
             "x-delivery-limit": 7,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": f"{p}.retrieve.dlq",
         },
-        f"{p}.retrieve.dlq": {"x-queue-type": "classic"},
-        f"{p}.retrieve.retry.200": {
-            "x-queue-type": "classic",
-            "x-message-ttl": 200,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": f"{p}.retrieve",
-        },
-        f"{p}.retrieve.retry.500": {
-            "x-queue-type": "classic",
-            "x-message-ttl": 500,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": f"{p}.retrieve",
-        },
+        f"{p}.retrieve.dlq": {**replicated, "x-delivery-limit": 2**31 - 1},
+        f"{p}.retrieve.retry.200": {**retry, "x-message-ttl": 200},
+        f"{p}.retrieve.retry.500": {**retry, "x-message-ttl": 500},
     }
     connection = await aio_pika.connect(namespace.url)
     try:

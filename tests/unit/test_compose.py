@@ -1,11 +1,15 @@
 """The example deployment (compose.yaml) is safe by default: checked by reading it, since
 no container engine runs here. No guest user, no broker or Redis port published, nothing
 published beyond loopback, every secret required from `.env` and none written in the
-file, and what compose would hand each service makes valid ragbus settings."""
+file, and what compose would hand each service makes valid ragbus settings. Its RabbitMQ
+is a cluster of three nodes that every ragbus process knows. scripts/check-compose runs
+the file for real where Docker runs, and says it skipped where it does not."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,8 +22,17 @@ from ragbus.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
+CHECK = ROOT / "scripts" / "check-compose"
+CLUSTER_CONF = ROOT / "deploy" / "rabbitmq-cluster.conf"
 
-SECRET_VARIABLES = {"RABBITMQ_PASSWORD", "REDIS_PASSWORD", "GATEWAY_TOKEN"}
+SECRET_VARIABLES = {
+    "RABBITMQ_PASSWORD",
+    "RABBITMQ_ERLANG_COOKIE",
+    "REDIS_PASSWORD",
+    "GATEWAY_TOKEN",
+}
+RABBITMQ_NODES = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3")
+RAGBUS_SERVICES = ("retrieve", "generate", "gateway")
 LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ escapes.
@@ -80,11 +93,63 @@ def example_env() -> dict[str, str]:
 
 
 def test_the_system_is_all_there(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"rabbitmq", "redis", "retrieve", "generate", "gateway"}
-    for name in ("retrieve", "generate", "gateway"):
-        assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
-        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert "healthcheck" in services["redis"] and "healthcheck" in services["rabbitmq"]
+    assert set(services) == {*RABBITMQ_NODES, "redis", *RAGBUS_SERVICES}
+    for name in RAGBUS_SERVICES:
+        for needed in (*RABBITMQ_NODES, "redis"):
+            assert services[name]["depends_on"][needed]["condition"] == "service_healthy"
+    assert "healthcheck" in services["redis"]
+    assert all("healthcheck" in services[node] for node in RABBITMQ_NODES)
+
+
+def test_rabbitmq_is_a_cluster_of_three_nodes_that_find_each_other(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    conf = dict(
+        line.split(" = ", 1)
+        for line in CLUSTER_CONF.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
+    listed = {v for k, v in conf.items() if k.startswith("cluster_formation.classic_config.nodes.")}
+    assert listed == {f"rabbit@{node}" for node in RABBITMQ_NODES}
+    volumes = set()
+    for node in RABBITMQ_NODES:
+        service = services[node]
+        assert service["hostname"] == node  # its node name is rabbit@<hostname>
+        mounts = service["volumes"]
+        assert any(
+            m.startswith("./deploy/rabbitmq-cluster.conf:/etc/rabbitmq/conf.d/") for m in mounts
+        )
+        data = [m.split(":")[0] for m in mounts if m.endswith(":/var/lib/rabbitmq")]
+        volumes.update(data)
+        # one cookie for all, from .env, written to the cookie file before the node starts
+        assert environment(service)["ERLANG_COOKIE"].startswith("${RABBITMQ_ERLANG_COOKIE:?")
+        assert ".erlang.cookie" in " ".join(service["command"])
+    assert len(volumes) == len(RABBITMQ_NODES)  # each node keeps its own data
+    for node in RABBITMQ_NODES[1:]:  # the first node forms the cluster, the others join
+        assert services[node]["depends_on"]["rabbitmq-1"]["condition"] == "service_healthy"
+
+
+def test_every_ragbus_process_knows_every_node(services: dict[str, dict[str, Any]]) -> None:
+    env = {**example_env(), "RABBITMQ_PASSWORD": "a1b2c3", "RABBITMQ_ERLANG_COOKIE": "c"}
+    env.update(REDIS_PASSWORD="d4e5f6", GATEWAY_TOKEN="g7h8i9")
+    for name in RAGBUS_SERVICES:
+        url = interpolate(environment(services[name])["RAGBUS_AMQP_URL"], env)
+        hosts = [urlsplit(node).hostname for node in url.split(",")]
+        assert hosts == list(RABBITMQ_NODES), name
+
+
+def test_the_check_script_skips_cleanly_without_a_docker_engine(tmp_path: Path) -> None:
+    """Where no Docker engine answers (here), scripts/check-compose says so and exits 0;
+    where one does, it runs the deployment (see the script)."""
+    if shutil.which("docker") is not None:
+        engine = subprocess.run(["docker", "info"], capture_output=True, timeout=60)
+        if engine.returncode == 0:
+            pytest.skip("a Docker engine runs here: scripts/check-compose runs for real")
+    result = subprocess.run([str(CHECK)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.strip().splitlines()
+    assert line.startswith("skipped: ") and "Docker" in line, line
 
 
 def test_no_guest_user_anywhere() -> None:
@@ -124,7 +189,7 @@ def test_every_secret_is_required_from_the_env_file_and_none_is_written_here(
             if key.endswith("_URL"):
                 password = urlsplit(value.replace("${", "").replace("}", "")).password
                 assert password is None or "PASSWORD" in password, f"{name}: {key}"
-            if key.endswith(("_PASS", "_PASSWORD", "_API_TOKEN", "_API_KEY")):
+            if key.endswith(("_PASS", "_PASSWORD", "_COOKIE", "_API_TOKEN", "_API_KEY")):
                 assert value.startswith("${") and ":?" in value, f"{name}: {key} is a literal"
 
 
@@ -154,7 +219,7 @@ def test_every_variable_is_explained_in_the_example_env_file() -> None:
 def test_compose_refuses_to_start_without_the_secrets(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("rabbitmq", "redis", "retrieve", "generate", "gateway"):
+    for name in (*RABBITMQ_NODES, "redis", *RAGBUS_SERVICES):
         with pytest.raises(MissingVariable):
             for value in environment(services[name]).values():
                 interpolate(value, example_env())
@@ -164,10 +229,12 @@ def test_what_compose_hands_the_services_makes_valid_settings(
     services: dict[str, dict[str, Any]],
 ) -> None:
     env = {**example_env(), "RABBITMQ_PASSWORD": "a1b2c3", "REDIS_PASSWORD": "d4e5f6"}
-    env["GATEWAY_TOKEN"] = "g7h8i9"
-    broker = environment(services["rabbitmq"])
-    assert interpolate(broker["RABBITMQ_DEFAULT_USER"], env) == "ragbus"
-    for name in ("retrieve", "generate", "gateway"):
+    env.update(GATEWAY_TOKEN="g7h8i9", RABBITMQ_ERLANG_COOKIE="c00k1e")
+    for node in RABBITMQ_NODES:
+        broker = environment(services[node])
+        assert interpolate(broker["RABBITMQ_DEFAULT_USER"], env) == "ragbus"
+        assert interpolate(broker["ERLANG_COOKIE"], env) == "c00k1e"
+    for name in RAGBUS_SERVICES:
         values = {k: interpolate(v, env) for k, v in environment(services[name]).items()}
         fields = {
             key.removeprefix("RAGBUS_").lower(): value
@@ -175,7 +242,10 @@ def test_what_compose_hands_the_services_makes_valid_settings(
             if key.startswith("RAGBUS_")
         }
         settings = Settings(_env_file=None, **fields)  # type: ignore[arg-type]
-        assert settings.amqp_url.get_secret_value() == "amqp://ragbus:a1b2c3@rabbitmq:5672/"
+        assert settings.amqp_url.get_secret_value() == ",".join(
+            f"amqp://ragbus:a1b2c3@{node}:5672/" for node in RABBITMQ_NODES
+        )
+        assert settings.quorum_initial_group_size == len(RABBITMQ_NODES)
         assert settings.cache_url is not None
         assert settings.cache_url.get_secret_value() == "redis://:d4e5f6@redis:6379/0"
         if name == "gateway":

@@ -23,6 +23,9 @@ CACHE_MAX_BYTES = 64 * 1024 * 1024
 CORPUS_MAX_FILE_BYTES = 32 * 1024 * 1024
 #: Default largest number of documents in a corpus folder.
 CORPUS_MAX_FILES = 10_000
+#: Default number of RabbitMQ nodes that hold a copy of each queue: three survive the
+#: loss of any one node.
+QUORUM_GROUP_SIZE = 3
 
 
 class RetrieverKind(StrEnum):
@@ -100,16 +103,25 @@ class Settings(BaseSettings):
     bus: BusKind = Field(default=BusKind.MEMORY, description="memory or rabbitmq")
     amqp_url: SecretStr = Field(
         default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
-        description="RabbitMQ URL (bus=rabbitmq); a secret: shown only masked",
+        description="RabbitMQ URL (bus=rabbitmq), or the URLs of a cluster's nodes separated "
+        "by commas (connect to the first that accepts, move to another when it is lost); a "
+        "secret: shown only masked",
     )
     exchange: str = Field(default="ragbus.events", description="RabbitMQ topic exchange")
+    quorum_initial_group_size: int = Field(
+        default=QUORUM_GROUP_SIZE,
+        ge=1,
+        description="how many RabbitMQ nodes hold a copy of each queue "
+        "(x-quorum-initial-group-size; the broker uses every node when the cluster has "
+        "fewer); every process of a deployment must use the same",
+    )
     queue_prefix: str = Field(default="ragbus", description="prefix of every stage queue name")
     connect_timeout_s: float = Field(
         default=60.0,
         ge=0,
         description="how long a worker, the gateway or a Client keeps trying to reach the "
         "broker when it starts (with backoff, one log line per attempt) before it exits; "
-        "one-shot commands (ask, publish, dlq) try once",
+        "one-shot commands (ask, publish, dlq) try each node once",
     )
 
     corpus: Path | None = Field(

@@ -1,9 +1,10 @@
-"""The RabbitMQ bus: stages as durable quorum queues shared by many workers.
+"""The RabbitMQ bus: stages as durable quorum queues shared by many workers, on one
+broker or on a cluster of nodes.
 
 It composes one module per role (``docs/rabbitmq.md`` describes the whole):
 
-- :mod:`~ragbus.bus.rabbitmq.connection`: connecting (with retries), reconnecting,
-  short-lived channels;
+- :mod:`~ragbus.bus.rabbitmq.connection`: connecting (with retries) to one node of a
+  cluster, failing over to another when it is lost, channels;
 - :mod:`~ragbus.bus.rabbitmq.topology`: names and arguments of the exchange and
   queues, and the one place that declares them;
 - :mod:`~ragbus.bus.rabbitmq.publisher`: the one message builder; confirmed,
@@ -31,6 +32,7 @@ from ragbus.bus.rabbitmq.publisher import Publisher
 from ragbus.bus.rabbitmq.topology import (
     DEFAULT_DELAY_TIERS,
     DEFAULT_DELIVERY_LIMIT,
+    DEFAULT_QUORUM_GROUP_SIZE,
     Declarer,
     Topology,
 )
@@ -50,7 +52,9 @@ class RabbitMQBus(Bus):
     """A bus on a RabbitMQ broker.
 
     Parameters:
-        url: the AMQP URL, e.g. ``amqp://guest:guest@127.0.0.1:5672/``.
+        url: the AMQP URL, e.g. ``amqp://guest:guest@127.0.0.1:5672/``, or the URLs of a
+            cluster's nodes separated by commas: the bus connects to the first node that
+            accepts and moves to another when it loses it.
         exchange: the durable topic exchange events are published to
             (default ``"ragbus.events"``).
         queue_prefix: prefix of every queue name (default ``"ragbus"``).
@@ -66,8 +70,11 @@ class RabbitMQBus(Bus):
         watchdog_interval: seconds between checks that every stage has a live consumer
             (default 2.0).
         connect_timeout: how long :meth:`connect` keeps trying to reach the broker, in
-            seconds, with backoff and one log line per attempt; 0 tries once
+            seconds, with backoff and one log line per attempt; 0 tries each node once
             (default 60).
+        quorum_group_size: how many nodes hold a copy of each queue
+            (``x-quorum-initial-group-size``; default 3, the broker uses every node when
+            the cluster has fewer). Every process of a deployment must use the same.
     """
 
     def __init__(
@@ -82,17 +89,21 @@ class RabbitMQBus(Bus):
         reconnect_interval: float = 1.0,
         watchdog_interval: float = 2.0,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        quorum_group_size: int = DEFAULT_QUORUM_GROUP_SIZE,
     ) -> None:
         del dlq_path  # dead letters live in the broker
         if delivery_limit < 1:
             raise ValueError("delivery_limit must be at least 1")
         if not delay_tiers or min(delay_tiers) <= 0:
             raise ValueError("delay_tiers must hold at least one positive delay")
+        if quorum_group_size < 1:
+            raise ValueError("quorum_group_size must be at least 1")
         self.topology = Topology(
             exchange=exchange,
             prefix=queue_prefix,
             delivery_limit=delivery_limit,
             delay_tiers=tuple(sorted(set(delay_tiers))),
+            quorum_group_size=quorum_group_size,
         )
         self.connection = BrokerConnection(
             url,
@@ -114,8 +125,8 @@ class RabbitMQBus(Bus):
     @classmethod
     def from_settings(cls, settings: Settings) -> RabbitMQBus:
         """A bus configured from ``settings``: ``amqp_url``, ``exchange``, ``queue_prefix``,
-        ``delivery_limit``, ``redelivery_delays_s`` as the retry queues' delay tiers, and
-        ``connect_timeout_s``."""
+        ``delivery_limit``, ``redelivery_delays_s`` as the retry queues' delay tiers,
+        ``connect_timeout_s`` and ``quorum_initial_group_size``."""
         return cls(
             settings.amqp_url.get_secret_value(),
             exchange=settings.exchange,
@@ -123,13 +134,15 @@ class RabbitMQBus(Bus):
             delivery_limit=settings.delivery_limit,
             delay_tiers=tuple(settings.redelivery_delays_s),
             connect_timeout=settings.connect_timeout_s,
+            quorum_group_size=settings.quorum_initial_group_size,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def connect(self) -> None:
         """Connect (see :class:`~ragbus.bus.rabbitmq.connection.BrokerConnection`: with
-        retries, robust), open the publisher channel and declare the exchange.
+        retries, to one node of the list, failing over to another when it is lost), open
+        the publisher channel and declare the exchange.
 
         Raises:
             BrokerUnavailableError: the broker was not reached within ``connect_timeout``.

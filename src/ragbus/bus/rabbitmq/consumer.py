@@ -1,13 +1,17 @@
 """Consuming: the stages this process serves, and how each delivery is settled.
 
-Each subscribed stage has its own robust channel with ``prefetch = concurrency`` and
-one consumer with manual acks; each delivery runs the handler in its own task. The
+Each subscribed stage has its own channel with ``prefetch = concurrency`` and one
+consumer with manual acks; each delivery runs the handler in its own task. The
 handler contract of :mod:`ragbus.bus.base`: return -> ack;
 :class:`~ragbus.bus.base.Requeue` -> the message is republished to the stage's queue
 and the delivery acked (on RabbitMQ 3.10 a ``nack(requeue=True)`` and a channel closed
 with unacked messages both count towards the quorum queue's delivery limit, a
 republish does not); any other exception -> ``reject(requeue=True)``, which counts, so
 a poison message ends in the DLQ with reason ``delivery_limit``.
+
+After the connection was lost and reconnected (maybe to another node of the cluster),
+:meth:`Consumers.restore` gives every subscription a new channel, declares its queues
+again and consumes again; the watchdog retries what that could not restore.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Final
 
 import aiormq
 import aiormq.abc
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from ragbus.bus.base import InboundMessage, MessageHandler, Requeue
 from ragbus.bus.errors import BusError
@@ -59,8 +63,8 @@ class Subscription:
     concurrency: int
     ephemeral: bool
     queue_name: str
-    channel: AbstractRobustChannel | None = None
-    queue: AbstractRobustQueue | None = None
+    channel: AbstractChannel | None = None
+    queue: AbstractQueue | None = None
     consumer_tag: str | None = None
     #: The channel under ``channel`` that the consumer is registered on (aio-pika's
     #: ``get_underlay_channel()``); refreshed by the watchdog: a reconnect replaces it.
@@ -108,6 +112,7 @@ class Consumers:
         self.publisher = publisher
         self.subscriptions: dict[str, Subscription] = {}
         self.started = False
+        connection.on_restore(self.restore)
 
     def add(
         self,
@@ -163,9 +168,8 @@ class Consumers:
             await self.declarer.stage(subscription.name, subscription.event_types)
         if subscription.channel is None or subscription.channel.is_closed:
             await self.close_channel(subscription)
-            channel = await self.connection.robust.channel(publisher_confirms=False)
+            channel = await self.connection.new_channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=subscription.concurrency)
-            channel.reopen_callbacks.add(self._on_reopen(subscription))
             subscription.channel = channel
             subscription.queue = await self._declare_queue(subscription, channel)
         elif subscription.ephemeral and subscription.consumer_tag is None:
@@ -185,11 +189,31 @@ class Consumers:
         subscription.misses = 0
         logger.debug("stage %s: consuming %s", subscription.name, subscription.queue_name)
 
+    async def restore(self) -> None:
+        """After a reconnect (maybe to another node): give every subscription a new
+        channel, declare its queues again and consume again (unless paused or stopped).
+        A subscription that cannot be restored now is logged and left to the watchdog."""
+        if not self.started:
+            return
+        for subscription in list(self.subscriptions.values()):
+            try:
+                async with subscription.lock:
+                    await self.close_channel(subscription)  # it died with the connection
+                    if self.started:
+                        await self.open_locked(subscription)
+            except Exception as exc:
+                logger.warning(
+                    "stage %s: consuming again after the reconnect failed (%r); the "
+                    "watchdog will retry",
+                    subscription.name,
+                    exc,
+                )
+
     async def _declare_queue(
-        self, subscription: Subscription, channel: AbstractRobustChannel
-    ) -> AbstractRobustQueue:
-        """Declare the stage's queue on its robust channel, so that aio-pika redeclares
-        it, rebinds it and restores its consumer after a reconnect."""
+        self, subscription: Subscription, channel: AbstractChannel
+    ) -> AbstractQueue:
+        """Declare the stage's queue on its channel and bind it (an ephemeral queue is
+        created here, on the node the connection is on)."""
         if subscription.ephemeral:
             queue = await channel.declare_queue(
                 subscription.queue_name,
@@ -247,20 +271,6 @@ class Consumers:
             subscription.underlay = await asyncio.wait_for(
                 channel.get_underlay_channel(), RPC_TIMEOUT_S
             )
-
-    def _on_reopen(
-        self, subscription: Subscription
-    ) -> Callable[[AbstractRobustChannel | None], Awaitable[None]]:
-        """A callback for when aio-pika has reopened the stage's channel (a reconnect)
-        and restored its consumer: look up the new underlying channel at once, so that
-        :attr:`Subscription.alive` (and the bus's health) need not wait for the
-        watchdog."""
-
-        async def reopened(channel: AbstractRobustChannel | None) -> None:
-            if channel is not None and channel is subscription.channel:
-                await self.refresh(subscription)
-
-        return reopened
 
     async def stop(self, grace: float) -> None:
         """Cancel every consumer, wait up to ``grace`` seconds for in-flight handlers,

@@ -10,14 +10,18 @@ wrote it, or it was damaged) never aborts a listing: the letter is listed with w
 could be read, a stand-in for the rest, and a note saying so.
 
 AMQP cannot browse a queue, so listing fetches every message of a DLQ unacknowledged on
-a short-lived channel and closes it: the messages return in their order, and since the
-DLQ is classic nothing is counted. Removing does the same and acks the matches.
+a short-lived channel and closes it: the messages return to the DLQ (a quorum queue,
+replicated like the stage queues; it may return them in another order and counts each
+return in ``x-delivery-count``, which therefore says nothing about the failure and is
+never read here). Removing does the same and acks the matches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -38,6 +42,10 @@ BROKER_DEAD_LETTER_NAMESPACE: Final = uuid.UUID("6f1c7a2e-4a53-5b0e-9a57-3c1d1c0
 
 #: Longest error message kept in a header (headers share the frame with the body).
 MAX_ERROR_MESSAGE_CHARS: Final = 4000
+
+#: How long a listing waits, after closing its channel, for the messages it returns to
+#: be back in the DLQ, in seconds (a quorum queue takes them back after the close).
+RETURN_WAIT_S: Final = 5.0
 
 ID_HEADER: Final = "x-ragbus-dead-letter-id"
 STAGE_HEADER: Final = "x-ragbus-stage"
@@ -225,8 +233,9 @@ def _from_broker(
     when = chosen.get("time") if chosen else None
     failed_at = _header_time(when) or utc_now()
     if reason is DeadLetterReason.DELIVERY_LIMIT:
-        counted = _whole_number(headers.get("x-delivery-count"))
-        attempts = counted + 1 if counted is not None else limit + 1
+        # the stage queue dead-letters a message at its (limit + 1)th failed delivery;
+        # the x-delivery-count it carries now is the DLQ's own count of listings
+        attempts = limit + 1
         message = f"delivery limit exceeded in queue {queue!r} (the handler kept failing)"
     else:
         attempts = (_whole_number(chosen.get("count", 1)) or 1) if chosen else 1
@@ -373,14 +382,14 @@ class RabbitMQDeadLetters(DeadLetterStore):
         self, stage: str, *, remove: frozenset[uuid.UUID]
     ) -> tuple[list[DeadLetter], int]:
         """Fetch every message of ``stage``'s DLQ unacknowledged, ack those in ``remove``,
-        and close the channel so the others return. Returns (kept letters, removed)."""
+        and close the channel so the others return; wait until they are back, so that
+        the next listing sees them. Returns (kept letters, removed)."""
         letters: list[DeadLetter] = []
         removed = 0
+        name = self.topology.dead_letter_queue(stage)
         async with self.connection.channel() as channel:
             try:
-                queue = await channel.declare_queue(
-                    self.topology.dead_letter_queue(stage), passive=True
-                )
+                queue = await channel.declare_queue(name, passive=True)
             except ChannelNotFoundEntity:
                 return [], 0
             for _ in range(queue.declaration_result.message_count or 0):
@@ -399,7 +408,22 @@ class RabbitMQDeadLetters(DeadLetterStore):
                     removed += 1
                 else:
                     letters.append(letter)
+        if letters:
+            await self._wait_returned(name, len(letters))
         return letters, removed
+
+    async def _wait_returned(self, name: str, count: int) -> None:
+        """Wait up to :data:`RETURN_WAIT_S` seconds until ``name`` holds at least
+        ``count`` ready messages again (fewer stay if another listing takes them)."""
+        deadline = time.monotonic() + RETURN_WAIT_S
+        async with self.connection.channel() as channel:
+            while True:
+                queue = await channel.declare_queue(name, passive=True)
+                if (queue.declaration_result.message_count or 0) >= count:
+                    return
+                if time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(0.01)  # the broker applies the returns on its own
 
 
 __all__ = [

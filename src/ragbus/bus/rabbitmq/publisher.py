@@ -1,11 +1,15 @@
 """Publishing: the one message builder, and confirmed, mandatory publishes.
 
 Every message the bus sends is built by :func:`build_message`. Publishes go through one
-robust channel with publisher confirms, ``mandatory=True`` and ``on_return_raises=True``
+channel with publisher confirms, ``mandatory=True`` and ``on_return_raises=True``
 (without it aio-pika ignores a returned message); confirms are pipelined, so concurrent
 publishes do not wait for each other. The broker's answers become the bus's errors:
 a returned message is :class:`~ragbus.bus.errors.UnroutableError`, a nack or a lost
 connection :class:`~ragbus.bus.errors.PublishNotConfirmedError`.
+
+The channel is reopened on demand: a publish that finds it closed (the connection was
+lost, or the broker closed the channel) waits up to :data:`RECONNECT_WAIT_S` seconds for
+the connection to be back, on whichever node, and opens a new one.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractRobustChannel, DeliveryMode, ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode, ExchangeType
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
 
 from ragbus.bus.base import check_publish_options
@@ -33,6 +37,10 @@ TRANSIENT_TTL_MS: Final = 60_000
 
 #: Content type of every event.
 JSON: Final = "application/json"
+
+#: How long a publish waits for a lost connection to come back (to any node of the
+#: cluster) before it fails with PublishNotConfirmedError, in seconds.
+RECONNECT_WAIT_S: Final = 10.0
 
 #: Failures of a publish that mean "not confirmed" (nack, lost channel or connection).
 _NOT_CONFIRMED: Final = (
@@ -107,15 +115,13 @@ class Publisher:
     def __init__(self, connection: BrokerConnection, topology: Topology) -> None:
         self.connection = connection
         self.topology = topology
-        self._channel: AbstractRobustChannel | None = None
+        self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._reopening = asyncio.Lock()
 
     async def open(self) -> None:
-        """Open the confirmed channel and declare the exchange on it (so aio-pika
-        redeclares it after a reconnect)."""
-        channel = await self.connection.robust.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        """Open the confirmed channel and declare the exchange on it."""
+        channel = await self.connection.new_channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await channel.declare_exchange(
             self.topology.exchange, ExchangeType.TOPIC, durable=True
         )
@@ -124,6 +130,40 @@ class Publisher:
     def forget(self) -> None:
         """Drop the channel (its connection is closing)."""
         self._channel = self._exchange = None
+
+    async def _ready(self, *, wait: bool = True) -> tuple[AbstractChannel, AbstractExchange]:
+        """The open channel and its exchange, reopened first if it was closed.
+
+        Parameters:
+            wait: wait up to :data:`RECONNECT_WAIT_S` seconds for a lost connection to
+                come back (default True); else fail at once.
+
+        Raises:
+            BusError: the bus is not connected (``connect()`` was not called).
+            PublishNotConfirmedError: the connection is lost and did not come back.
+        """
+        channel, exchange = self._channel, self._exchange
+        if channel is not None and exchange is not None and not channel.is_closed:
+            return channel, exchange
+        if not self.connection.is_open:
+            raise BusError("the bus is not connected: call connect() first")
+        async with self._reopening:
+            channel, exchange = self._channel, self._exchange
+            if channel is not None and exchange is not None and not channel.is_closed:
+                return channel, exchange
+            if not await self.connection.wait_connected(RECONNECT_WAIT_S if wait else 0):
+                raise PublishNotConfirmedError(
+                    "publish not confirmed: the connection to the RabbitMQ broker at "
+                    f"{self.connection.masked_url} is lost and not back yet"
+                )
+            try:
+                await self.open()
+            except (*_NOT_CONFIRMED, BusError) as exc:  # lost again while opening
+                raise PublishNotConfirmedError(
+                    f"publish not confirmed: cannot open a channel ({exc!r})"
+                ) from exc
+            assert self._channel is not None and self._exchange is not None
+            return self._channel, self._exchange
 
     async def publish(
         self,
@@ -154,7 +194,8 @@ class Publisher:
         if transient:
             try:
                 message = envelope_message(envelope, transient=True)
-                await self._require_exchange().publish(message, envelope.type, mandatory=False)
+                _, exchange = await self._ready(wait=False)
+                await exchange.publish(message, envelope.type, mandatory=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -162,7 +203,8 @@ class Publisher:
             return
         message = envelope_message(envelope)
         if stage is None:
-            await self._send(self._require_exchange(), envelope.type, message)
+            _, exchange = await self._ready()
+            await self._send(exchange, envelope.type, message)
         elif delay is None:
             await self.to_queue(self.topology.stage_queue(stage), message)
         else:
@@ -176,9 +218,7 @@ class Publisher:
             queue: the queue's name (a stage, retry or dead-letter queue).
             message: the message (see :func:`build_message`).
         """
-        channel = self._channel
-        if channel is None:
-            raise BusError("the bus is not connected: call connect() first")
+        channel, _ = await self._ready()
         await self._send(channel.default_exchange, queue, message)
 
     async def _send(
@@ -202,8 +242,3 @@ class Publisher:
                 raise
             # aiormq cancels pending confirmations when the connection drops.
             raise PublishNotConfirmedError("publish not confirmed: connection lost") from exc
-
-    def _require_exchange(self) -> AbstractExchange:
-        if self._exchange is None:
-            raise BusError("the bus is not connected: call connect() first")
-        return self._exchange

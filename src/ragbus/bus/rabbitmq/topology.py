@@ -5,16 +5,19 @@ Other services rely on it (see ``docs/rabbitmq.md``), so it lives in one place:
 - one durable topic exchange, ``<exchange>``; the routing key is the event type;
 - per stage, a durable quorum queue ``<prefix>.<stage>`` bound to the event types the
   stage consumes, with ``x-delivery-limit`` and dead-lettering to the stage's DLQ;
-- per stage, a durable classic dead-letter queue ``<prefix>.<stage>.dlq``;
-- per stage and delay tier, a durable classic retry queue
+- per stage, a durable quorum dead-letter queue ``<prefix>.<stage>.dlq``;
+- per stage and delay tier, a durable quorum retry queue
   ``<prefix>.<stage>.retry.<milliseconds>`` whose messages expire after the tier's
-  delay and are dead-lettered to ``<prefix>.<stage>`` only (default exchange);
-- per sink (a pipeline's results, e.g. ``answers``), a durable classic queue
+  delay and are dead-lettered (at least once) to ``<prefix>.<stage>`` only;
+- per sink (a pipeline's results, e.g. ``answers``), a durable quorum queue
   ``<prefix>.<sink>`` bounded in length and age, so final events are always routable.
 
+Every durable queue is a quorum queue, replicated on ``x-quorum-initial-group-size``
+nodes of the cluster (:attr:`Topology.quorum_group_size`; the broker uses every node
+when the cluster has fewer), so each survives the loss of a minority of its nodes.
+
 :class:`Declarer` is the one place that declares them (on a short-lived channel); the
-consumer redeclares a stage queue on its robust channel with the same arguments, so
-aio-pika restores it after a reconnect.
+consumer declares a stage queue again on its own channel with the same arguments.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aiormq.exceptions import ChannelPreconditionFailed
 
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
+from ragbus.config.settings import QUORUM_GROUP_SIZE
 
 #: The delays of the per-stage retry queues, in seconds.
 DEFAULT_DELAY_TIERS: Final[tuple[float, ...]] = (1.0, 5.0, 30.0, 120.0)
@@ -37,6 +41,16 @@ DEFAULT_DELAY_TIERS: Final[tuple[float, ...]] = (1.0, 5.0, 30.0, 120.0)
 #: Deliveries a stage queue allows before the broker dead-letters a message whose
 #: handler keeps failing (the quorum queue's ``x-delivery-limit``).
 DEFAULT_DELIVERY_LIMIT: Final = 20
+
+#: Nodes each queue is replicated on (``x-quorum-initial-group-size``).
+DEFAULT_QUORUM_GROUP_SIZE: Final = QUORUM_GROUP_SIZE
+
+#: ``x-delivery-limit`` of a dead-letter queue. Listing a DLQ takes every message and
+#: returns it, and a quorum queue counts each return as a delivery (RabbitMQ 3.x, and
+#: 4.x before 4.3); RabbitMQ 4 gives a quorum queue without a limit a limit of 20 and
+#: then drops the message. This limit is too high to reach by listing; -1 is not an
+#: option: RabbitMQ 3.10 takes it as "dead-letter at the first return" (measured).
+DEAD_LETTER_DELIVERY_LIMIT: Final = 2**31 - 1
 
 
 def tier_for(delay: float, tiers: Sequence[float]) -> float:
@@ -61,12 +75,17 @@ class Topology:
         prefix: the prefix of every queue name.
         delivery_limit: ``x-delivery-limit`` of each stage queue.
         delay_tiers: the delays of the retry queues, in seconds.
+        quorum_group_size: ``x-quorum-initial-group-size`` of every durable queue: how
+            many nodes hold a copy (default 3; the broker uses every node when the
+            cluster has fewer). The broker checks it at every declaration like the other
+            arguments, so every process of a deployment must use the same value.
     """
 
     exchange: str
     prefix: str
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     delay_tiers: tuple[float, ...] = DEFAULT_DELAY_TIERS
+    quorum_group_size: int = DEFAULT_QUORUM_GROUP_SIZE
 
     def stage_queue(self, stage: str) -> str:
         """``<prefix>.<stage>``: where the stage's events wait."""
@@ -93,40 +112,48 @@ class Topology:
         """``<prefix>.<stage>.<suffix>``: an exclusive queue living with its connection."""
         return f"{self.prefix}.{stage}.{suffix}"
 
+    def replicated(self) -> dict[str, Any]:
+        """The arguments that make a queue replicated: a quorum queue on
+        :attr:`quorum_group_size` nodes."""
+        return {"x-queue-type": "quorum", "x-quorum-initial-group-size": self.quorum_group_size}
+
     def stage_arguments(self, stage: str) -> dict[str, Any]:
         """Arguments of the stage queue: quorum, delivery limit, dead-lettering to the DLQ."""
         return {
-            "x-queue-type": "quorum",
+            **self.replicated(),
             "x-delivery-limit": self.delivery_limit,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.dead_letter_queue(stage),
         }
 
     def dead_letter_arguments(self) -> dict[str, Any]:
-        """Arguments of a DLQ: a classic queue, so listing it (``basic.get`` and return)
-        counts no delivery attempt and keeps the order."""
-        return {"x-queue-type": "classic"}
+        """Arguments of a DLQ: a quorum queue (dead letters survive a node's death) whose
+        delivery limit listing can never reach (:data:`DEAD_LETTER_DELIVERY_LIMIT`)."""
+        return {**self.replicated(), "x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT}
 
     def retry_arguments(self, stage: str, tier: float) -> dict[str, Any]:
-        """Arguments of a retry queue: messages expire after ``tier`` seconds and go back
-        to ``<prefix>.<stage>`` only."""
+        """Arguments of a retry queue: a quorum queue whose messages expire after
+        ``tier`` seconds and go back to ``<prefix>.<stage>`` only, at least once (the
+        broker keeps a message until the stage queue has confirmed it, which needs
+        ``x-overflow: reject-publish``)."""
         return {
-            "x-queue-type": "classic",
+            **self.replicated(),
             "x-message-ttl": tier_milliseconds(tier),
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.stage_queue(stage),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
         }
 
     def sink_queue(self, name: str) -> str:
         """``<prefix>.<name>``: a sink keeping a pipeline's latest results."""
         return f"{self.prefix}.{name}"
 
-    @staticmethod
-    def sink_arguments(max_length: int, ttl_s: float) -> dict[str, Any]:
-        """Arguments of a sink: a classic queue holding at most ``max_length`` messages
+    def sink_arguments(self, max_length: int, ttl_s: float) -> dict[str, Any]:
+        """Arguments of a sink: a quorum queue holding at most ``max_length`` messages
         (the oldest dropped first) for at most ``ttl_s`` seconds each."""
         return {
-            "x-queue-type": "classic",
+            **self.replicated(),
             "x-max-length": max_length,
             "x-overflow": "drop-head",
             "x-message-ttl": tier_milliseconds(ttl_s),

@@ -1,12 +1,15 @@
 """The watchdog: re-establishes a stage whose consumer vanished.
 
-``aio_pika.connect_robust`` restores channels, queues and consumers after a reconnect,
-but consumers have gone missing anyway: a robust reconnect leaving them missing
-(aio-pika #231), a server-sent ``basic.cancel`` silently dropping one (#334). Every
+After a reconnect the connection's restore hook gives every stage a new channel and
+consumer (:meth:`~ragbus.bus.rabbitmq.consumer.Consumers.restore`), but that can fail
+(right after a cluster node died, a quorum queue may have no leader for a moment), and
+consumers vanish without any reconnect: a server-sent ``basic.cancel`` silently drops
+one (aio-pika #334), a channel the broker closed takes its consumer with it. Every
 ``interval`` seconds the watchdog looks at each started, non-paused stage; one found
-without a live consumer on two checks in a row (the first miss may be aio-pika
-restoring it) gets a new channel, queue declaration and consumer, and a warning is
-logged. It does nothing while the connection itself is down.
+without a live consumer on two checks in a row (the first miss may be a restore under
+way) gets a new channel, queue declaration and consumer, and a warning is logged. It
+does nothing while the connection itself is down (the connection is reconnecting, and
+restores the stages itself once it is back).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class Watchdog:
             return
         subscriptions = list(consumers.subscriptions.values())
         if not self.connection.is_connected:
-            # aio-pika is reconnecting; it restores channels and consumers itself.
+            # the connection is reconnecting; it restores every stage once it is back
             for subscription in subscriptions:
                 subscription.misses = 0
             return
