@@ -83,7 +83,12 @@ class StageConsumer:
         try:
             envelope = self.events.decode(message.body)
         except InvalidEvent as exc:
-            logger.warning("stage %s: invalid message dead-lettered: %s", self.stage.name, exc)
+            logger.warning(
+                "stage %s: invalid message dead-lettered: %s",
+                self.stage.name,
+                exc,
+                extra={"stage": self.stage.name, "failure_class": FailureClass.PERMANENT.value},
+            )
             await self._dead_letter(
                 message, DeadLetterReason.INVALID, exc, attempts=message.delivery_count
             )
