@@ -33,7 +33,10 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     # the API lets a process set its provider once; a test sets it for itself only
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    assert tracing.refresh()
     yield exporter
+    monkeypatch.undo()
+    assert not tracing.refresh()
     provider.shutdown()
 
 

@@ -1,7 +1,7 @@
 """The event a log line is about, kept in a context variable while a stage handles it.
 
-The consumer enters :func:`handling` around each event (with the stage's span, see
-:func:`observe`); every record logged meanwhile, by ragbus or by a library it calls,
+The consumer enters :class:`handling` around each event (with the stage's span, see
+:class:`observe`); every record logged meanwhile, by ragbus or by a library it calls,
 gets the event's fields as attributes through :class:`EventFieldsFilter`:
 ``correlation_id``, ``event_id``, ``event_type``, ``stage``, ``attempt``, ``worker_id``
 and, once the consumer classified a failure, ``failure_class``; with tracing on also
@@ -12,8 +12,7 @@ events of one worker never mix their fields.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,16 +34,43 @@ EVENT_FIELDS: Final = (
     "span_id",
 )
 
-_fields: ContextVar[dict[str, Any] | None] = ContextVar("ragbus_event_fields", default=None)
+class _Handling:
+    """The event being handled in a task; its log fields are made when a line is
+    logged, not for every event (most events log nothing)."""
+
+    __slots__ = ("envelope", "failure_class", "stage", "worker_id")
+
+    def __init__(self, stage: str, envelope: Envelope, worker_id: str) -> None:
+        self.stage = stage
+        self.envelope = envelope
+        self.worker_id = worker_id
+        self.failure_class: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        envelope = self.envelope
+        fields: dict[str, Any] = {
+            "correlation_id": str(envelope.correlation),
+            "event_id": str(envelope.id),
+            "event_type": envelope.type,
+            "stage": self.stage,
+            "attempt": envelope.attempt,
+            "worker_id": self.worker_id,
+        }
+        if self.failure_class is not None:
+            fields["failure_class"] = self.failure_class
+        return fields
+
+
+_handling: ContextVar[_Handling | None] = ContextVar("ragbus_event", default=None)
 
 
 def current() -> Mapping[str, Any]:
     """The fields of the event being handled in this task (empty outside one)."""
-    return _fields.get() or {}
+    handling = _handling.get()
+    return {} if handling is None else handling.fields()
 
 
-@contextmanager
-def handling(stage: str, envelope: Envelope, worker_id: str) -> Iterator[None]:
+class handling:
     """Log lines written inside carry ``envelope``'s fields.
 
     Parameters:
@@ -52,20 +78,17 @@ def handling(stage: str, envelope: Envelope, worker_id: str) -> Iterator[None]:
         envelope: the event.
         worker_id: this worker's id (``RAGBUS_WORKER_ID``).
     """
-    token = _fields.set(
-        {
-            "correlation_id": str(envelope.correlation),
-            "event_id": str(envelope.id),
-            "event_type": envelope.type,
-            "stage": stage,
-            "attempt": envelope.attempt,
-            "worker_id": worker_id,
-        }
-    )
-    try:
-        yield
-    finally:
-        _fields.reset(token)
+
+    __slots__ = ("_state", "_token")
+
+    def __init__(self, stage: str, envelope: Envelope, worker_id: str) -> None:
+        self._state = _Handling(stage, envelope, worker_id)
+
+    def __enter__(self) -> None:
+        self._token = _handling.set(self._state)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _handling.reset(self._token)
 
 
 def note_failure(error: BaseException, failure_class: str) -> None:
@@ -76,22 +99,17 @@ def note_failure(error: BaseException, failure_class: str) -> None:
         error: the exception.
         failure_class: its class (``permanent``, ``transient``, ``breaker_open``, ...).
     """
-    fields = _fields.get()
-    if fields is not None:
-        fields["failure_class"] = failure_class
+    state = _handling.get()
+    if state is not None:
+        state.failure_class = failure_class
     tracing.failed(error, failure_class)
 
 
-@contextmanager
-def observe(
-    stage: str,
-    envelope: Envelope,
-    worker_id: str,
-    headers: Mapping[str, Any] | None = None,
-) -> Iterator[None]:
+class observe:
     """Everything an operator follows one event by, around a stage's handling of it: the
     ``process <stage>`` span (:func:`ragbus.observability.tracing.processing`) and the
-    log fields (:func:`handling`).
+    log fields (:class:`handling`). A class rather than a generator: it wraps every
+    event, and costs about a microsecond with tracing off.
 
     Parameters:
         stage: the stage.
@@ -99,17 +117,37 @@ def observe(
         worker_id: this worker's id.
         headers: the message's transport headers, when the bus has any (default none).
     """
-    with tracing.processing(stage, envelope, headers), handling(stage, envelope, worker_id):
-        yield
+
+    __slots__ = ("_handling", "_span")
+
+    def __init__(
+        self,
+        stage: str,
+        envelope: Envelope,
+        worker_id: str,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._span = tracing.processing(stage, envelope, headers) if tracing.enabled() else None
+        self._handling = handling(stage, envelope, worker_id)
+
+    def __enter__(self) -> None:
+        if self._span is not None:
+            self._span.__enter__()
+        self._handling.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._handling.__exit__()
+        if self._span is not None:
+            self._span.__exit__(*exc_info)
 
 
 class EventFieldsFilter(logging.Filter):
     """Adds the current event's fields (and trace ids, when tracing) to each record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = _fields.get()
-        if fields:
-            for name, value in fields.items():
+        state = _handling.get()
+        if state is not None:
+            for name, value in state.fields().items():
                 if not hasattr(record, name):
                     setattr(record, name, value)
             ids = tracing.trace_ids()

@@ -19,6 +19,7 @@ before building its stages gets ragbus's spans in its provider.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Final
@@ -48,11 +49,33 @@ EXPORTERS: Final = ("otlp", "console", "none")
 _tracer_of: tuple[trace.TracerProvider, trace.Tracer] | None = None
 
 
+#: While no tracer provider is installed, how often :func:`enabled` looks again, in
+#: seconds: looking costs an environment lookup, too much for every hook.
+RECHECK_S: Final = 1.0
+
+_on = False
+_next_check = 0.0
+
+
 def enabled() -> bool:
     """Whether spans are recorded: a tracer provider is installed (by :func:`configure`
-    or by the application). Without one, ragbus's hooks do nothing at all."""
+    or by the application). Without one, ragbus's hooks do nothing at all. A provider
+    the application installs is seen within :data:`RECHECK_S` (at once after
+    :func:`refresh`)."""
+    if _on:
+        return True
+    if time.monotonic() < _next_check:
+        return False
+    return refresh()
+
+
+def refresh() -> bool:
+    """Look now whether a tracer provider is installed; returns :func:`enabled`."""
+    global _on, _next_check
     provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    _on = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    _next_check = time.monotonic() + RECHECK_S
+    return _on
 
 
 def _tracer() -> trace.Tracer:
@@ -123,7 +146,7 @@ def configure(
     """
     env = os.environ if environ is None else environ
     names = exporters_from_env(env)
-    if not names or enabled():
+    if not names or refresh():
         return False
     # the SDK is imported only here, so a process without tracing never loads it
     from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
@@ -154,7 +177,7 @@ def configure(
             exporter = ConsoleSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    return True
+    return refresh()
 
 
 def carrier() -> dict[str, str]:
