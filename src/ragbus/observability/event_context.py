@@ -34,6 +34,7 @@ EVENT_FIELDS: Final = (
     "span_id",
 )
 
+
 class _Handling:
     """The event being handled in a task; its log fields are made when a line is
     logged, not for every event (most events log nothing)."""

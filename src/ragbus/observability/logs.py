@@ -6,8 +6,9 @@ an event carries that event's fields (:mod:`ragbus.observability.event_context`)
 
 - text: ``<time> <LEVEL> <logger>: <message> [correlation_id=... event_id=... stage=...
   attempt=... worker_id=...]``;
-- json: one object per line (python-json-logger) with ``time``, ``level``, ``logger``,
-  ``message``, the event's fields, ``exc_info`` for an exception, and any ``extra``.
+- json: one object per line (python-json-logger) with ``level``, ``logger``,
+  ``message``, the event's fields, ``exc_info`` for an exception, any ``extra``, and
+  ``time`` (ISO 8601, UTC).
 
 Secrets stay out of both: :mod:`ragbus.config.redaction` filters each record, and the
 JSON formatter redacts what it formats beyond the message (tracebacks, extra fields).
@@ -53,14 +54,16 @@ class EventTextFormatter(logging.Formatter):
 
 
 class RedactingJsonFormatter(JsonFormatter):
-    """python-json-logger's formatter, renaming the standard fields to ``time``,
-    ``level`` and ``logger``; it formats tracebacks from the exception itself (not from
-    the text the redacting filter cleaned), so it redacts them and every extra string."""
+    """python-json-logger's formatter: ``level``, ``logger``, ``message``, the record's
+    extra fields and ``time`` (ISO 8601, UTC). It formats tracebacks from the exception
+    itself (not from the text the redacting filter cleaned), so it redacts them and
+    every extra string."""
 
     def __init__(self) -> None:
         super().__init__(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # ISO 8601, UTC: what log pipelines parse without a pattern
         )
 
     def formatException(self, ei: Any) -> str:

@@ -19,6 +19,7 @@ before building its stages gets ragbus's spans in its provider.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -173,8 +174,8 @@ def configure(
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter()
-        else:
-            exporter = ConsoleSpanExporter()
+        else:  # stderr: a command's own output (an answer, JSON) stays clean on stdout
+            exporter = ConsoleSpanExporter(out=sys.stderr)
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return refresh()
