@@ -93,18 +93,32 @@ async def test_a_question_through_the_gateway_is_one_trace_across_worker_process
 ) -> None:
     await workers.start("retrieve", name="retrieve", cache_enabled=False)
     await workers.start("generate", name="generate", cache_enabled=False)
+    caller_trace, caller_span = "5a1e0b3c9d2f4e6a8b7c6d5e4f3a2b1c", "1f2e3d4c5b6a7988"
     async with gateway_process(workers, free_port()) as (_, http):
         asked = await http.post("/v1/ask", json={"question": QUESTION, "k": 2})
+        # an HTTP caller that traces sends its traceparent: the question joins its trace
+        continued = await http.post(
+            "/v1/ask",
+            json={"question": QUESTION + " (traced caller)"},
+            headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"},
+        )
     assert asked.status_code == 200, asked.text
+    assert continued.status_code == 200, continued.text
 
     def whole_trace() -> bool:
-        roots = receiver.named("POST /v1/ask")
-        return bool(roots) and complete(receiver, roots[0].trace_id, "send query_received")
+        roots = [span for span in receiver.named("POST /v1/ask") if span.parent_id == ""]
+        return (
+            bool(roots)
+            and complete(receiver, roots[0].trace_id, "send query_received")
+            and complete(receiver, caller_trace, "POST /v1/ask", "send query_received")
+        )
 
     await wait_until(
         whole_trace, what="the spans of the question", timeout=20, report=workers.report
     )
-    [root] = receiver.named("POST /v1/ask")
+    [caller_root] = receiver.named("POST /v1/ask", caller_trace)
+    assert caller_root.parent_id == caller_span
+    [root] = [span for span in receiver.named("POST /v1/ask") if span.trace_id != caller_trace]
     spans = [span for span in receiver.received() if span.trace_id == root.trace_id]
     assert root.parent_id == "" and root.kind == SERVER and root.service == "ragbus-gateway"
     assert_pipeline_spans(spans, root)
@@ -142,14 +156,31 @@ async def test_a_foreign_producers_traceparent_is_continued(
             headers={"traceparent": traceparent} if where == "header" else None,
         )
 
+    # and `ragbus publish` starts a trace of its own, continued by the worker
+    published = await workers.run("publish", json.dumps({"question": QUESTION}))
+    assert published.code == 0, published.stderr
+    [sent_id] = [json.loads(line)["id"] for line in published.stdout.splitlines()]
+
+    def publish_span() -> ReceivedSpan | None:
+        sent = receiver.named("send query_received")
+        return next((s for s in sent if s.attributes["messaging.message.id"] == sent_id), None)
+
     def answered() -> bool:
-        return all(complete(receiver, trace) for trace, _ in foreign.values())
+        sent = publish_span()
+        return (
+            all(complete(receiver, trace) for trace, _ in foreign.values())
+            and sent is not None
+            and complete(receiver, sent.trace_id)
+        )
 
     def report() -> str:
         names = sorted((span.trace_id, span.name) for span in receiver.received())
         return f"{workers.report()}\nspans received: {names}"
 
     await wait_until(answered, what="both foreign traces continued", timeout=20, report=report)
+    sent = publish_span()
+    assert sent is not None and sent.service == "ragbus-publish" and sent.parent_id == ""
+    foreign["ragbus publish"] = (sent.trace_id, sent.span_id)
     for trace_id, span_id in foreign.values():
         spans = [span for span in receiver.received() if span.trace_id == trace_id]
         retrieve = only(spans, "process retrieve")

@@ -6,12 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ragbus.config.redaction import remember
@@ -19,25 +16,13 @@ from ragbus.errors import ConfigurationError
 from ragbus.events import new_event
 from ragbus.observability import event_context, tracing
 from ragbus.observability.logs import LogFormat, formatter
+from tests.tracing import spans
+
+__all__ = ["spans"]  # the fixture
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """A tracer provider for this test only, recording into memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    # the API lets a process set its provider once; a test sets it for itself only
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
-    assert tracing.refresh()
-    yield exporter
-    monkeypatch.undo()
-    assert not tracing.refresh()
-    provider.shutdown()
 
 
 def hex_ids(span: trace.Span | None) -> tuple[str, str]:
