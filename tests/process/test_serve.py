@@ -30,13 +30,13 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def gateway_process(
-    workers: Workers, port: int
+    workers: Workers, port: int, *options: str
 ) -> AsyncIterator[tuple[WorkerProcess, httpx.AsyncClient]]:
-    """``ragbus serve --bus rabbitmq --port PORT`` among ``workers``, and an HTTP client
-    of it, once its ``/readyz`` says 200."""
+    """``ragbus serve --bus rabbitmq --port PORT OPTIONS`` among ``workers``, and an HTTP
+    client of it, once its ``/readyz`` says 200."""
     gateway = workers.spawn(
         name="gateway",
-        argv=ragbus_command("serve", "--bus", "rabbitmq", "--port", str(port)),
+        argv=ragbus_command("serve", "--bus", "rabbitmq", "--port", str(port), *options),
         ready=GATEWAY_LINE,
     )
     await gateway.wait_ready(40)

@@ -6,6 +6,7 @@ spans share one trace id in the order the question took. A foreign producer's
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -232,3 +233,24 @@ async def test_json_log_lines_carry_the_event_and_its_failure_class(
     assert "sk-test-secret-key" not in worker.log
     ready = records()[0]
     assert "/healthz and /metrics" in str(ready["message"]) and "correlation_id" not in ready
+
+
+@pytest.mark.timeout(120)
+async def test_the_gateways_log_lines_are_json_uvicorns_included(workers: Workers) -> None:
+    port = free_port()
+    async with gateway_process(workers, port, "--log-format", "json") as (gateway, _):
+        # a request uvicorn refuses before the app sees it: uvicorn logs a warning
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"GARBAGE \x00 nonsense\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
+
+        def logged() -> bool:
+            return '"uvicorn.error"' in gateway.log
+
+        await wait_until(logged, what="uvicorn's warning", report=workers.report)
+    lines = [line for line in gateway.log.splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    [refused] = [record for record in records if record["logger"] == "uvicorn.error"]
+    assert refused["level"] == "WARNING" and "Invalid HTTP request" in refused["message"]
+    others = [line for line in gateway.log.splitlines() if not line.startswith("{")]
+    assert all(line.startswith(("--- start", "ragbus gateway on")) for line in others), others
