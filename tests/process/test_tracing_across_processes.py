@@ -207,29 +207,30 @@ async def test_json_log_lines_carry_the_event_and_its_failure_class(
     )
     event_id = str(uuid.uuid4())
     body = {"type": "query_received", "id": event_id, "payload": {"question": QUESTION}}
-    await publish_foreign(
-        workers.namespace.url,
-        workers.namespace.exchange,
-        "query_received",
-        json.dumps(body).encode(),
-    )
+    for sent in (json.dumps(body).encode(), b"{not json"):  # an event, then garbage
+        await publish_foreign(
+            workers.namespace.url, workers.namespace.exchange, "query_received", sent
+        )
 
     def records() -> list[dict[str, object]]:
         lines = [line for line in worker.log.splitlines() if line and not line.startswith("---")]
         return [json.loads(line) for line in lines]  # every line is one JSON object
 
-    def failure_logged() -> bool:
-        return any(record.get("failure_class") == "permanent" for record in records())
+    def failures() -> list[dict[str, object]]:
+        return [record for record in records() if record.get("failure_class") == "permanent"]
 
     await wait_until(
-        failure_logged, what="the failure's log line", timeout=20, report=workers.report
+        lambda: len(failures()) == 2, what="the failures' lines", timeout=20, report=workers.report
     )
-    [failure] = [record for record in records() if record.get("failure_class") == "permanent"]
+    [failure] = [record for record in failures() if "correlation_id" in record]
     assert failure["level"] == "WARNING"
     assert failure["correlation_id"] == event_id  # the question's id: its correlation
     assert failure["stage"] == "generate" and failure["attempt"] == 1
     assert failure["worker_id"] == "worker"
     assert failure["event_type"] == "documents_retrieved" and failure["event_id"] != event_id
+    [invalid] = [record for record in failures() if "correlation_id" not in record]
+    assert "invalid message" in str(invalid["message"]) and invalid["stage"] == "retrieve"
+    assert invalid["worker_id"] == "worker"
     assert "sk-test-secret-key" not in worker.log
     ready = records()[0]
     assert "/healthz and /metrics" in str(ready["message"]) and "correlation_id" not in ready

@@ -87,7 +87,11 @@ class StageConsumer:
                 "stage %s: invalid message dead-lettered: %s",
                 self.stage.name,
                 exc,
-                extra={"stage": self.stage.name, "failure_class": FailureClass.PERMANENT.value},
+                extra={
+                    "stage": self.stage.name,
+                    "worker_id": self.worker_id,
+                    "failure_class": FailureClass.PERMANENT.value,
+                },
             )
             await self._dead_letter(
                 message, DeadLetterReason.INVALID, exc, attempts=message.delivery_count
