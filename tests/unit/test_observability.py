@@ -178,3 +178,15 @@ def test_the_context_of_one_event_does_not_leak() -> None:
     with event_context.handling("retrieve", event, "w"):
         assert event_context.current()["event_id"] == str(event.id)
     assert event_context.current() == {}
+
+
+def test_with_tracing_a_log_line_names_its_trace(spans: InMemorySpanExporter) -> None:
+    event = new_event("query_received", {"question": "why?"}).model_copy(
+        update={"trace": {"traceparent": TRACEPARENT}}
+    )
+    record = logging.LogRecord("ragbus.x", logging.WARNING, __file__, 1, "m", None, None)
+    with event_context.observe("retrieve", event, "w1"):
+        current = trace.get_current_span()
+        assert event_context.EventFieldsFilter().filter(record)
+    assert (record.trace_id, record.span_id) == hex_ids(current)
+    assert record.trace_id == TRACE_ID and record.correlation_id == str(event.correlation)
