@@ -19,9 +19,11 @@ from ragbus.cli_common import (
     BusOption,
     CorpusOption,
     ExitCode,
+    LogFormatOption,
     configure_logging,
     fail,
     load_pipeline,
+    observe,
     run,
     settings_from,
 )
@@ -98,6 +100,7 @@ def ask(
         )
     # one attempt to reach a broker: waiting helps nobody at a prompt
     settings = settings_from(bus=bus, corpus=corpus, connect_timeout_s=0, app=app)
+    observe(settings, "ragbus-ask", logs=False)
     pipeline = load_pipeline(settings)
     from ragbus.client import Client
 
@@ -404,6 +407,7 @@ def worker(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Serve pipeline stages from the bus until SIGTERM or Ctrl-C, then drain and exit 0.
 
@@ -413,7 +417,10 @@ def worker(
     from ragbus.worker import parse_stages, run_worker
 
     configure_logging(verbose)
-    settings = settings_from(bus=bus, concurrency=concurrency, corpus=corpus, app=app)
+    settings = settings_from(
+        bus=bus, concurrency=concurrency, corpus=corpus, app=app, log_format=log_format
+    )
+    observe(settings, "ragbus-worker")
     if settings.bus is BusKind.MEMORY:
         fail(
             "a worker needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq); "
@@ -460,6 +467,7 @@ def serve(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Serve the HTTP gateway: a chat page on /, /v1/ask, /v1/ask/stream (SSE), /v1/ws
     (WebSocket), /v1/events, /healthz, /readyz, /metrics and /openapi.json.
@@ -484,7 +492,9 @@ def serve(
         gateway_port=port,
         gateway_allow_unauthenticated=allow_unauthenticated,
         app=app,
+        log_format=log_format,
     )
+    observe(settings, "ragbus-gateway")
     try:
         check_exposure(settings, settings.gateway_host)
     except ConfigurationError as exc:
@@ -526,6 +536,7 @@ def publish(
 
     configure_logging(False)
     settings = settings_from(bus=bus, app=app, connect_timeout_s=0)  # one attempt to reach a broker
+    observe(settings, "ragbus-publish", logs=False)
     pipeline = load_pipeline(settings)
     if settings.bus is BusKind.MEMORY:
         fail("publishing needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq)")
@@ -591,6 +602,7 @@ def send(
 
     configure_logging(verbose)
     settings = settings_from(bus=bus, app=app, connect_timeout_s=0)
+    observe(settings, "ragbus-send", logs=False)
     if not wait and settings.bus is BusKind.MEMORY:
         fail(
             "--no-wait needs a shared bus (--bus rabbitmq): on the memory bus the stages "

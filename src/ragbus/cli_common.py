@@ -8,7 +8,7 @@ import sys
 from collections.abc import Coroutine
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -64,6 +64,17 @@ CorpusOption = Annotated[
 ]
 
 
+LogFormatOption = Annotated[
+    Literal["text", "json"] | None,
+    typer.Option(
+        "--log-format",
+        help="Log lines as text or one JSON object per line, each line about an event "
+        "with its correlation id; env RAGBUS_LOG_FORMAT (default text).",
+        show_default=False,
+    ),
+]
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear error line to stderr (secrets redacted) and exit with ``code``
     (default 1)."""
@@ -95,6 +106,28 @@ def settings_from(**overrides: object) -> Settings:
         )
     protect(settings)
     return settings
+
+
+def observe(settings: Settings, service: str, *, logs: bool = True) -> None:
+    """Write log lines in ``settings.log_format`` (with ``logs``) and trace as the
+    ``OTEL_*`` variables say (see :mod:`ragbus.observability`); a bad ``OTEL_*`` value
+    exits with one line.
+
+    Parameters:
+        settings: this process's settings.
+        service: the default ``service.name`` of its spans, e.g. ``ragbus-worker``.
+        logs: apply the log format too (default true; commands that print results keep
+            the plain format).
+    """
+    from ragbus.observability import tracing
+    from ragbus.observability.logs import use_log_format
+
+    if logs:
+        use_log_format(settings.log_format)
+    try:
+        tracing.configure(service, instance_id=settings.worker_id)
+    except ConfigurationError as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
 
 
 def load_pipeline(settings: Settings) -> Pipeline:

@@ -3,8 +3,10 @@ front of ``ragbus worker`` processes, answering over HTTP and stopped by SIGTERM
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from ragbus.cli_common import ExitCode
 from tests.gateway.conftest import QUESTION, parse_sse
 from tests.polling import wait_until
-from tests.process.workers import Workers, ragbus_command
+from tests.process.workers import WorkerProcess, Workers, ragbus_command
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -26,14 +28,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
-async def test_ragbus_serve_answers_from_worker_processes(workers: Workers) -> None:
-    await workers.start(name="worker", stream_tokens=True, cache_enabled=False)
-    port = free_port()
+@contextlib.asynccontextmanager
+async def gateway_process(
+    workers: Workers, port: int, *options: str
+) -> AsyncIterator[tuple[WorkerProcess, httpx.AsyncClient]]:
+    """``ragbus serve --bus rabbitmq --port PORT OPTIONS`` among ``workers``, and an HTTP
+    client of it, once its ``/readyz`` says 200."""
     gateway = workers.spawn(
         name="gateway",
-        argv=ragbus_command("serve", "--bus", "rabbitmq", "--port", str(port)),
+        argv=ragbus_command("serve", "--bus", "rabbitmq", "--port", str(port), *options),
         ready=GATEWAY_LINE,
     )
     await gateway.wait_ready(40)
@@ -46,6 +49,15 @@ async def test_ragbus_serve_answers_from_worker_processes(workers: Workers) -> N
             return (await http.get("/readyz")).status_code == 200
 
         await wait_until(ready, what="the gateway's /readyz to say 200", report=workers.report)
+        yield gateway, http
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_ragbus_serve_answers_from_worker_processes(workers: Workers) -> None:
+    await workers.start(name="worker", stream_tokens=True, cache_enabled=False)
+    port = free_port()
+    async with gateway_process(workers, port) as (gateway, http):
         asked = await http.post("/v1/ask", json={"question": QUESTION, "k": 2})
         streamed = await http.post("/v1/ask/stream", json={"question": QUESTION})
         metrics = await http.get("/metrics")

@@ -142,3 +142,17 @@ async def test_answer_waiters_match_by_correlation() -> None:
     assert not future.done()
     waiters.deliver(b'{"correlation_id": "%s"}' % str(query.id).encode())
     assert (await future)["correlation_id"] == str(query.id)
+
+
+async def test_tracing_overhead_records_every_span_and_leaves_tracing_off() -> None:
+    from opentelemetry import trace
+
+    from ragbus.observability import tracing
+    from tracing_overhead import measure
+
+    figures, spans = await measure(queries=2, rounds=1)
+    assert figures[0][0].startswith("off")
+    assert all(micros > 0 for _, micros in figures)
+    assert spans == 7 * (2 + 20)  # every question of the recorded way, warm-up included
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    assert not tracing.enabled()

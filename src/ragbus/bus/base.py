@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -43,12 +43,15 @@ class InboundMessage:
         stage: the stage (consumer group) receiving it.
         redelivered: whether the broker delivered it before (default False).
         delivery_count: deliveries so far according to the broker, when known (default 1).
+        headers: the transport's message headers, when it has any (default none): a
+            foreign producer's ``traceparent`` may come there.
     """
 
     body: bytes
     stage: str
     redelivered: bool = False
     delivery_count: int = 1
+    headers: Mapping[str, Any] | None = None
 
 
 MessageHandler = Callable[[InboundMessage], Awaitable[None]]

@@ -26,6 +26,7 @@ from ragbus.bus.base import (
 from ragbus.bus.errors import UnroutableError
 from ragbus.bus.sqlite_dead_letters import SqliteDeadLetterStore
 from ragbus.events import Envelope
+from ragbus.observability.tracing import publishing
 
 logger = logging.getLogger(__name__)
 
@@ -205,11 +206,12 @@ class MemoryBus(Bus):
             except Exception as exc:  # a transient event must never fail its sender
                 logger.debug("transient %s %s dropped: %r", envelope.type, envelope.id, exc)
             return
-        if delay is not None:
-            assert stage is not None  # checked above
-            self._later(envelope, stage, delay)
-            return
-        await self._enqueue(envelope.encode(), envelope.type, stage)
+        with publishing(envelope, "ragbus-memory") as sent:
+            if delay is not None:
+                assert stage is not None  # checked above
+                self._later(sent, stage, delay)
+                return
+            await self._enqueue(sent.encode(), sent.type, stage)
 
     @property
     def transient_dropped(self) -> int:

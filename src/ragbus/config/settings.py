@@ -233,6 +233,12 @@ class Settings(BaseSettings):
     dedup: bool = Field(default=True, description="drop redelivered events already processed")
 
     worker_id: str = Field(default_factory=_default_worker_id, description="name in dead letters")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="worker and gateway log lines: text, or one JSON object per line; "
+        "either way a line about an event carries its correlation id, event id, stage, "
+        "attempt and worker id",
+    )
 
     stream_tokens: bool = Field(
         default=False,

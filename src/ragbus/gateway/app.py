@@ -36,6 +36,7 @@ from ragbus.gateway.routes.page import index
 from ragbus.gateway.routes.stream import ask_stream
 from ragbus.gateway.sessions import SessionStore
 from ragbus.gateway.state import GatewayState, gateway_state
+from ragbus.observability.http import tracing_middleware
 from ragbus.pipeline import Pipeline
 
 
@@ -127,6 +128,7 @@ def create_app(
     middleware.append(
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
     )
+    middleware[:0] = tracing_middleware()
     app = Starlette(
         routes=routes,
         middleware=middleware,

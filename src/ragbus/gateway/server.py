@@ -48,6 +48,9 @@ def server_config(
         host=host if host is not None else settings.gateway_host,
         port=port if port is not None else settings.gateway_port,
         lifespan=lifespan,
+        # no logging config of uvicorn's own: its lines reach ragbus's handlers, so they
+        # share the process's format (--log-format) and its redaction of secrets
+        log_config=None,
         log_level="warning",
         ws="websockets-sansio",
         ws_max_size=settings.gateway_max_body_bytes * WS_FRAME_FACTOR,

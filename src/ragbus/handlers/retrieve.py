@@ -6,6 +6,7 @@ import time
 
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope
+from ragbus.observability import tracing
 from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
 from ragbus.retrieval.retriever import Retriever
 
@@ -56,7 +57,11 @@ class RetrieveHandler:
             raise PermanentError(f"the retrieve stage takes query_received, not {event.type}")
         query = event.payload_as(QueryReceived)
         started = time.perf_counter()
-        passages = await self.retriever.search(query.question, query.k or self.default_k)
+        k = query.k or self.default_k
+        with tracing.span("retrieve", {"ragbus.retrieval.k": k}, client=False) as span:
+            passages = await self.retriever.search(query.question, k)
+            if span is not None:
+                span.set_attribute("ragbus.retrieval.passages", len(passages))
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         payload = DocumentsRetrieved(
             question=query.question,

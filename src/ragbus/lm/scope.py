@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import dspy
 
 from ragbus.lm.adapter import CHAT_ADAPTER
+from ragbus.observability import tracing
 
 
 def lm_scope(lm: dspy.BaseLM, *, record_history: bool = False) -> AbstractContextManager[Any]:
@@ -30,4 +31,18 @@ def lm_scope(lm: dspy.BaseLM, *, record_history: bool = False) -> AbstractContex
         scope = dspy.context(lm=lm, adapter=CHAT_ADAPTER)
     else:
         scope = dspy.context(lm=lm, adapter=CHAT_ADAPTER, disable_history=True, max_trace_size=0)
-    return scope
+    if not tracing.enabled():
+        return scope
+    # the LM call is a child span of the stage's: ``chat <model>`` (OpenTelemetry's
+    # GenAI naming), around everything the module asks of the LM within this scope
+    model = str(getattr(lm, "model", type(lm).__name__))
+    spans = ExitStack()
+    spans.enter_context(
+        tracing.span(
+            f"chat {model}",
+            {"gen_ai.operation.name": "chat", "gen_ai.request.model": model},
+            client=True,
+        )
+    )
+    spans.enter_context(scope)
+    return spans

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterReason, InboundMessage, Requeue
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope, EventRegistry, InvalidEvent
+from ragbus.observability.event_context import note_failure, observe
 from ragbus.runtime.backoff import DELAY_TIERS, jittered, redelivery_delay
 from ragbus.runtime.classify import FailureClass, classify, retry_after
 from ragbus.runtime.deadline import EventExpired
@@ -82,11 +83,25 @@ class StageConsumer:
         try:
             envelope = self.events.decode(message.body)
         except InvalidEvent as exc:
-            logger.warning("stage %s: invalid message dead-lettered: %s", self.stage.name, exc)
+            logger.warning(
+                "stage %s: invalid message dead-lettered: %s",
+                self.stage.name,
+                exc,
+                extra={
+                    "stage": self.stage.name,
+                    "worker_id": self.worker_id,
+                    "failure_class": FailureClass.PERMANENT.value,
+                },
+            )
             await self._dead_letter(
                 message, DeadLetterReason.INVALID, exc, attempts=message.delivery_count
             )
             return
+        with observe(self.stage.name, envelope, self.worker_id, message.headers):
+            await self._handle(message, envelope)
+
+    async def _handle(self, message: InboundMessage, envelope: Envelope) -> None:
+        """Handle a decoded delivery: inside the event's span and log fields."""
         if envelope.type not in self.stage.consumes:
             error = InvalidEvent(f"stage {self.stage.name} does not consume {envelope.type!r}")
             await self._dead_letter(message, DeadLetterReason.INVALID, error, attempts=1)
@@ -145,6 +160,7 @@ class StageConsumer:
         self, message: InboundMessage, envelope: Envelope, exc: Exception
     ) -> None:
         failure = classify(exc)
+        note_failure(exc, failure.value)
         self.metrics.failed.labels(self.stage.name, failure.value).inc()
         if failure is FailureClass.BREAKER_OPEN:
             raise Requeue(str(exc)) from exc

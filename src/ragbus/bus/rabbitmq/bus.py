@@ -38,6 +38,7 @@ from ragbus.bus.rabbitmq.topology import (
 )
 from ragbus.bus.rabbitmq.watchdog import Watchdog
 from ragbus.events import Envelope
+from ragbus.observability.tracing import publishing
 
 if TYPE_CHECKING:
     from ragbus.config import Settings
@@ -272,7 +273,8 @@ class RabbitMQBus(Bus):
             delay: through the stage's retry queue whose tier suits it (default: now).
             transient: non-persistent, not ``mandatory``, never raises (default False).
         """
-        await self.publisher.publish(envelope, stage=stage, delay=delay, transient=transient)
+        with publishing(envelope, "rabbitmq", transient=transient) as sent:
+            await self.publisher.publish(sent, stage=stage, delay=delay, transient=transient)
 
     def dead_letters(self, stages: Sequence[str]) -> RabbitMQDeadLetters:
         """The DLQs of ``stages`` on this broker; see :class:`RabbitMQDeadLetters`."""

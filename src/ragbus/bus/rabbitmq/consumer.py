@@ -318,6 +318,7 @@ class Consumers:
             stage=subscription.name,
             redelivered=bool(message.redelivered),
             delivery_count=1 + count if isinstance(count, int) else 1,
+            headers=headers,
         )
         try:
             await subscription.handler(inbound)
