@@ -27,6 +27,7 @@ from ragbus.cli_common import (
 )
 from ragbus.cli_dlq import app as dlq_app
 from ragbus.cli_optimize import optimize, trainset
+from ragbus.cli_status import status
 from ragbus.config import BusKind
 from ragbus.errors import RagbusError
 from ragbus.events import InvalidEvent
@@ -46,6 +47,7 @@ app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 app.command()(optimize)
 app.command()(trainset)
+app.command()(status)
 
 
 def _print_version(wanted: bool) -> None:

@@ -236,6 +236,19 @@ class DeadLetterStore(abc.ABC):
         """
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What a stage's queue holds now.
+
+    Parameters:
+        messages: events waiting in it (ready, not yet delivered).
+        consumers: consumers attached to it (RabbitMQ: across every worker).
+    """
+
+    messages: int
+    consumers: int
+
+
 def check_publish_options(stage: str | None, delay: float | None, transient: bool) -> None:
     """Raise ``ValueError`` for options of :meth:`Bus.publish` that do not go together: a
     delay without a stage, a negative delay, or a transient event with a stage or delay."""
@@ -360,6 +373,12 @@ class Bus(abc.ABC):
 
     async def resume(self, stage: str) -> None:  # noqa: B027 - optional hook
         """Take deliveries for ``stage`` again; default: no-op."""
+
+    async def queue_stats(self, stage: str) -> QueueStats | None:
+        """What ``stage``'s queue holds now, or None when this bus cannot tell (the
+        queue does not exist, or the bus keeps no queue for it); default None."""
+        del stage
+        return None
 
     @property
     def healthy(self) -> bool:

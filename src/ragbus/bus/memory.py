@@ -20,6 +20,7 @@ from ragbus.bus.base import (
     DeadLetterReason,
     InboundMessage,
     MessageHandler,
+    QueueStats,
     Requeue,
     check_publish_options,
 )
@@ -210,6 +211,14 @@ class MemoryBus(Bus):
             self._later(envelope, stage, delay)
             return
         await self._enqueue(envelope.encode(), envelope.type, stage)
+
+    async def queue_stats(self, stage: str) -> QueueStats | None:
+        """``stage``'s queued events and its one in-process consumer (None when it is
+        not subscribed here)."""
+        entry = self._stages.get(stage)
+        if entry is None:
+            return None
+        return QueueStats(messages=entry.queue.qsize(), consumers=1)
 
     @property
     def transient_dropped(self) -> int:

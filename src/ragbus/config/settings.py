@@ -233,6 +233,12 @@ class Settings(BaseSettings):
     dedup: bool = Field(default=True, description="drop redelivered events already processed")
 
     worker_id: str = Field(default_factory=_default_worker_id, description="name in dead letters")
+    heartbeat_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="seconds between a worker's heartbeats (what `ragbus status` shows); "
+        "0 sends none",
+    )
 
     stream_tokens: bool = Field(
         default=False,

@@ -33,6 +33,7 @@ from ragbus.gateway.routes.chat import chat
 from ragbus.gateway.routes.events import publish_event
 from ragbus.gateway.routes.ops import healthz, metrics, readyz
 from ragbus.gateway.routes.page import index
+from ragbus.gateway.routes.status import pipeline_status
 from ragbus.gateway.routes.stream import ask_stream
 from ragbus.gateway.sessions import SessionStore
 from ragbus.gateway.state import GatewayState, gateway_state
@@ -47,6 +48,7 @@ def gateway_routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/status", pipeline_status, methods=["GET"]),
         Route("/v1/ask", ask, methods=["POST"]),
         Route("/v1/ask/stream", ask_stream, methods=["POST"]),
         Route("/v1/events", publish_event, methods=["POST"]),

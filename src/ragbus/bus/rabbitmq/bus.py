@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ragbus.bus.base import Bus, MessageHandler
+from ragbus.bus.base import Bus, MessageHandler, QueueStats
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
 from ragbus.bus.rabbitmq.consumer import Consumers, Subscription
@@ -273,6 +273,11 @@ class RabbitMQBus(Bus):
             transient: non-persistent, not ``mandatory``, never raises (default False).
         """
         await self.publisher.publish(envelope, stage=stage, delay=delay, transient=transient)
+
+    async def queue_stats(self, stage: str) -> QueueStats | None:
+        """Ready messages and consumers of ``<prefix>.<stage>``, from a passive
+        declaration (None when the queue does not exist)."""
+        return await self.declarer.queue_stats(self.topology.stage_queue(stage))
 
     def dead_letters(self, stages: Sequence[str]) -> RabbitMQDeadLetters:
         """The DLQs of ``stages`` on this broker; see :class:`RabbitMQDeadLetters`."""
