@@ -14,6 +14,7 @@ import typer
 
 from ragbus import __version__
 from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
+from ragbus.cli_asyncapi import asyncapi
 from ragbus.cli_common import (
     AppOption,
     BusOption,
@@ -48,6 +49,7 @@ app.add_typer(dlq_app, name="dlq")
 app.command()(optimize)
 app.command()(trainset)
 app.command()(status)
+app.command()(asyncapi)
 
 
 def _print_version(wanted: bool) -> None:

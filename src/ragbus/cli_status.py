@@ -83,7 +83,7 @@ async def _follow(
             board.subscribe(bus)
             await bus.start()
             await asyncio.sleep(listen)
-        while await show(await collect_status(bus, pipeline, board, bus_kind=settings.bus.value)):
+        while await show(await collect_status(bus, pipeline, board)):
             await asyncio.sleep(interval)
         await bus.stop(grace=0)
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -268,6 +268,9 @@ class Bus(abc.ABC):
     ``start()``, then ``stop()`` (graceful) and ``close()``. ``async with bus`` connects
     and closes.
     """
+
+    #: What the bus is, as ``RAGBUS_BUS`` spells it (``memory``, ``rabbitmq``).
+    kind: ClassVar[str] = ""
 
     @abc.abstractmethod
     async def connect(self) -> None:

@@ -69,6 +69,8 @@ class MemoryBus(Bus):
             dead-lettered with reason ``delivery_limit`` (default 20).
     """
 
+    kind = "memory"
+
     def __init__(
         self,
         *,

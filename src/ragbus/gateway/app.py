@@ -29,6 +29,7 @@ from ragbus.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
 from ragbus.gateway.openapi import openapi
 from ragbus.gateway.origins import OriginGuardMiddleware
 from ragbus.gateway.routes.ask import ask
+from ragbus.gateway.routes.asyncapi import asyncapi
 from ragbus.gateway.routes.chat import chat
 from ragbus.gateway.routes.events import publish_event
 from ragbus.gateway.routes.ops import healthz, metrics, readyz
@@ -45,6 +46,7 @@ def gateway_routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/asyncapi.json", asyncapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -118,6 +118,19 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/asyncapi.json": {
+            "get": {
+                "summary": "The AsyncAPI 3.0 document of the pipeline on RabbitMQ",
+                "operationId": "asyncapi",
+                "description": "What `ragbus asyncapi` prints: the exchange, routing keys, "
+                "queues, and each message with its payload schema and an example.",
+                "security": bearer,
+                "responses": {
+                    "200": {"description": "AsyncAPI 3.0", "content": {"application/json": {}}},
+                    **_PROTECTED_ERRORS,
+                },
+            }
+        },
         "/v1/status": {
             "get": {
                 "summary": "The pipeline's status, as `ragbus status --json` prints it",

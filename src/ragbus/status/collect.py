@@ -20,23 +20,20 @@ async def dead_letter_counts(bus: Bus, pipeline: Pipeline) -> dict[str, dict[str
     return {stage: dict(by_reason) for stage, by_reason in counts.items()}
 
 
-async def collect_status(
-    bus: Bus, pipeline: Pipeline, board: HeartbeatBoard, *, bus_kind: str
-) -> PipelineStatus:
+async def collect_status(bus: Bus, pipeline: Pipeline, board: HeartbeatBoard) -> PipelineStatus:
     """The status of ``pipeline`` now.
 
     Parameters:
         bus: a connected bus: its queues and its dead-letter store.
         pipeline: the pipeline.
         board: the heartbeats heard so far.
-        bus_kind: ``memory`` or ``rabbitmq``, as shown.
     """
     queues: dict[str, QueueStats | None] = {
         name: await bus.queue_stats(name) for name in pipeline.stage_names
     }
     return build_status(
         pipeline,
-        bus=bus_kind,
+        bus=bus.kind,
         heartbeats=board.current(),
         queues=queues,
         dead_letters=await dead_letter_counts(bus, pipeline),

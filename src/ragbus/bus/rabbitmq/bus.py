@@ -77,6 +77,8 @@ class RabbitMQBus(Bus):
             the cluster has fewer). Every process of a deployment must use the same.
     """
 
+    kind = "rabbitmq"
+
     def __init__(
         self,
         url: str,

@@ -33,9 +33,7 @@ async def pipeline_status(request: Request) -> Response:
         board.subscribe(client.bus)
         await asyncio.sleep(FIRST_LISTEN_INTERVALS * (state.settings.heartbeat_interval_s or 2.0))
     try:
-        status = await collect_status(
-            client.bus, client.app, board, bus_kind=state.settings.bus.value
-        )
+        status = await collect_status(client.bus, client.app, board)
     except (BusError, OSError) as exc:
         raise RequestError(503, "unavailable", f"cannot read the bus's state: {exc}") from exc
     return JSONResponse(status.model_dump(mode="json"))
