@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,6 +28,7 @@ from ragbus.cli_common import (
 )
 from ragbus.cli_dlq import app as dlq_app
 from ragbus.cli_optimize import optimize, trainset
+from ragbus.cli_rich import PhaseProgress, phased_progress, progress_bar
 from ragbus.cli_status import status
 from ragbus.config import BusKind
 from ragbus.errors import RagbusError
@@ -161,31 +162,11 @@ def default_index_path(path: Path) -> Path:
     return path / ".ragbus-index" if path.is_dir() else path.with_name(f".{path.name}.ragbus-index")
 
 
-@contextlib.contextmanager
-def index_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+def index_progress() -> contextlib.AbstractContextManager[PhaseProgress | None]:
     """The display of ``ragbus index``'s progress: a bar for each phase (reading the
     documents, embedding the passages) on a terminal; nothing elsewhere (logs stay
     clean). Yields the callback to give :func:`~ragbus.retrieval.indexer.update_index`."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    bars: dict[str, Any] = {}
-    shown: dict[str, int] = {}
-    with contextlib.ExitStack() as stack:
-
-        def show(phase: str, done: int, total: int) -> None:
-            if phase not in bars:
-                for other in list(bars.values()):
-                    other.render_finish()
-                label = {"reading": "reading documents", "embedding": "embedding passages"}
-                bars[phase] = stack.enter_context(
-                    typer.progressbar(length=total, label=label.get(phase, phase), file=sys.stderr)
-                )
-                shown[phase] = 0
-            bars[phase].update(done - shown[phase])
-            shown[phase] = done
-
-        yield show
+    return phased_progress({"reading": "reading documents", "embedding": "embedding passages"})
 
 
 def _describe_update(update: IndexUpdate, path: Path, target: Path) -> list[str]:
@@ -348,16 +329,7 @@ def bench(
             kind = event_type or kind
     except (RagbusError, InvalidEvent) as exc:
         fail(str(exc), ExitCode.CONFIGURATION)
-    with typer.progressbar(
-        length=requests, label=f"{pipeline.name}: {kind}", file=sys.stderr
-    ) as bar:
-        done = 0
-
-        def advance(finished: int) -> None:
-            nonlocal done
-            bar.update(finished - done)
-            done = finished
-
+    with progress_bar(f"{pipeline.name}: {kind}", requests) as advance:
         result = run(
             load_test(
                 settings,

@@ -9,7 +9,6 @@ that ``ragbus serve`` serves at ``/v1/status``.
 from __future__ import annotations
 
 import asyncio
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -99,13 +98,13 @@ class StatusOutput:
     """
 
     def __init__(self, *, as_json: bool, watch: bool, note: str = "") -> None:
-        from rich.console import Console
         from rich.live import Live
+
+        from ragbus.cli_rich import table_console
 
         self.as_json = as_json
         self.note = note
-        # off a terminal rich assumes 80 columns, too few for ten columns: take more
-        self.console = Console() if sys.stdout.isatty() else Console(width=160)
+        self.console = table_console()
         live = watch and not as_json
         self.live = Live(console=self.console, auto_refresh=False) if live else None
 
