@@ -12,9 +12,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import QUESTION
-from tests.polling import wait_until
-from tests.process.test_serve import GATEWAY_LINE, free_port
-from tests.process.workers import Metrics, Workers, ragbus_command
+from tests.process.workers import Metrics, Workers
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -54,21 +52,8 @@ def test_the_dashboard_queries_are_read_as_expected() -> None:
 
 async def test_every_metric_the_dashboard_queries_is_exported(workers: Workers) -> None:
     worker = await workers.start(name="worker", stream_tokens=True)
-    port = free_port()
-    gateway = workers.spawn(
-        name="gateway",
-        argv=ragbus_command("serve", "--bus", "rabbitmq", "--port", str(port)),
-        ready=GATEWAY_LINE,
-    )
-    await gateway.wait_ready(40)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False
-    ) as http:
-
-        async def ready() -> bool:
-            return (await http.get("/readyz")).status_code == 200
-
-        await wait_until(ready, what="the gateway's /readyz to say 200", report=workers.report)
+    _, base = await workers.start_gateway("--bus", "rabbitmq")
+    async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as http:
         asked = await http.post("/v1/ask", json={"question": QUESTION})
         assert asked.status_code == 200, asked.text
         streamed = await http.post("/v1/ask/stream", json={"question": QUESTION + " (2)"})
