@@ -438,7 +438,8 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
     """Serve the HTTP gateway: a chat page on /, /v1/ask, /v1/ask/stream (SSE), /v1/ws
-    (WebSocket), /v1/events, /healthz, /readyz, /metrics and /openapi.json.
+    (WebSocket), /v1/events, /v1/status, /healthz, /readyz, /metrics, /openapi.json and
+    /asyncapi.json.
 
     On the memory bus (the default) the pipeline runs in this process; on RabbitMQ the
     gateway talks to the workers (set RAGBUS_STREAM_TOKENS=true on generate workers to
