@@ -9,9 +9,11 @@ that ``ragbus serve`` serves at ``/v1/status``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -62,16 +64,48 @@ def fetch_status(url: str, settings: Settings, timeout: float = 10.0) -> Pipelin
         fail(f"{url}/v1/status did not answer a status: {exc}", ExitCode.UNAVAILABLE)
 
 
+class Refresh:
+    """When to show the status again: never (once), or every ``interval`` seconds until
+    Ctrl-C (``--watch``), which ends the view quietly instead of as an interruption.
+
+    Parameters:
+        watch: keep refreshing.
+        interval: seconds between refreshes.
+    """
+
+    def __init__(self, *, watch: bool, interval: float) -> None:
+        self.watch = watch
+        self.interval = interval
+        self.stopped = asyncio.Event()
+
+    def __enter__(self) -> Refresh:
+        if self.watch:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self.stopped.set)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.watch:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+    async def again(self) -> bool:
+        """Wait for the next refresh: True, or False when the view is over."""
+        if not self.watch:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopped.wait(), self.interval)
+        return not self.stopped.is_set()
+
+
 async def _follow(
     settings: Settings,
     pipeline: Pipeline,
     *,
     listen: float,
-    show: Callable[[PipelineStatus], Awaitable[bool]],
-    interval: float,
+    show: Callable[[PipelineStatus], None],
+    refresh: Refresh,
 ) -> None:
-    """Connect, listen ``listen`` seconds, then collect and ``show`` the status every
-    ``interval`` seconds for as long as ``show`` returns True."""
+    """Connect, listen ``listen`` seconds, then collect and ``show`` the status, again
+    at each ``refresh``."""
     from ragbus.bus.factory import make_bus
     from ragbus.status.board import HeartbeatBoard
     from ragbus.status.collect import collect_status
@@ -82,8 +116,10 @@ async def _follow(
             board.subscribe(bus)
             await bus.start()
             await asyncio.sleep(listen)
-        while await show(await collect_status(bus, pipeline, board)):
-            await asyncio.sleep(interval)
+        with refresh:
+            show(await collect_status(bus, pipeline, board))
+            while await refresh.again():
+                show(await collect_status(bus, pipeline, board))
         await bus.stop(grace=0)
 
 
@@ -171,32 +207,24 @@ def status(
     settings = settings_from(bus=bus, app=app, connect_timeout_s=0)
     note = MEMORY_NOTE if settings.bus is BusKind.MEMORY and url is None else ""
     with StatusOutput(as_json=as_json, watch=watch, note=note) as output:
-
-        async def show(current: PipelineStatus) -> bool:
-            output.show(current)
-            return watch
-
-        try:
-            if url is not None:
-                run(_poll(url, settings, show=show, interval=interval))
-                return
-            pipeline = load_pipeline(settings)
-            wait = listen if listen is not None else 1.25 * (settings.heartbeat_interval_s or 2.0)
-            run(_follow(settings, pipeline, listen=wait, show=show, interval=interval))
-        except typer.Exit as exc:
-            # Ctrl-C ends --watch, which is how it is meant to end
-            if not (watch and exc.exit_code == ExitCode.INTERRUPTED):
-                raise
+        refresh = Refresh(watch=watch, interval=interval)
+        if url is not None:
+            run(_poll(url, settings, show=output.show, refresh=refresh))
+            return
+        pipeline = load_pipeline(settings)
+        wait = listen if listen is not None else 1.25 * (settings.heartbeat_interval_s or 2.0)
+        run(_follow(settings, pipeline, listen=wait, show=output.show, refresh=refresh))
 
 
 async def _poll(
     url: str,
     settings: Settings,
     *,
-    show: Callable[[PipelineStatus], Awaitable[bool]],
-    interval: float,
+    show: Callable[[PipelineStatus], None],
+    refresh: Refresh,
 ) -> None:
-    """Fetch and ``show`` the gateway's status every ``interval`` seconds for as long as
-    ``show`` returns True."""
-    while await show(await asyncio.to_thread(fetch_status, url, settings)):
-        await asyncio.sleep(interval)
+    """Fetch and ``show`` the gateway's status, again at each ``refresh``."""
+    with refresh:
+        show(await asyncio.to_thread(fetch_status, url, settings))
+        while await refresh.again():
+            show(await asyncio.to_thread(fetch_status, url, settings))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ async def test_status_shows_the_stage_its_open_breaker_paused_on_rabbitmq(
 
     table = await workers.run("status", "--listen", "1.5")
     assert table.code == 0, table.stderr
-    [row] = [line for line in table.stdout.splitlines() if line.startswith("│ generate")]
+    [row] = [line for line in table.stdout.splitlines() if line.split()[:1] == ["generate"]]
     assert "paused" in row and "lm open" in row, table.stdout
     assert "workers: worker (retrieve,generate" in table.stdout
 
@@ -136,5 +137,26 @@ async def test_status_shows_the_stage_its_open_breaker_paused_on_the_memory_bus(
     check_paused(status)
     assert status.bus == "memory"
     assert status.stage("generate").consumers == 1, "one in-process consumer"
-    [row] = [line for line in table.splitlines() if line.startswith("│ generate")]
+    [row] = [line for line in table.splitlines() if line.split()[:1] == ["generate"]]
     assert "paused" in row and "lm open" in row, table
+
+
+async def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
+    async with serving(tmp_path, RAGBUS_HEARTBEAT_INTERVAL_S="0.3") as served:
+        process = await asyncio.create_subprocess_exec(
+            *ragbus_command(
+                "status", "--url", served.base, "--watch", "--json", "--interval", "0.3"
+            ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        assert process.stdout is not None
+        lines = [await asyncio.wait_for(process.stdout.readline(), 30) for _ in range(3)]
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    statuses = [PipelineStatus.model_validate_json(line) for line in lines]
+    assert [s.collected_at for s in statuses] == sorted({s.collected_at for s in statuses})
+    assert all(s.stage("generate").state == RUNNING for s in statuses)
+    assert err.decode() == "", "Ctrl-C ends the view quietly"

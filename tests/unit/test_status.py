@@ -131,8 +131,8 @@ def test_the_table_names_the_paused_stage_and_its_open_breaker() -> None:
     console = Console(width=160, record=True)
     console.print(status_view(status, note="a note"))
     text = console.export_text()
-    [generate] = [line for line in text.splitlines() if line.startswith("│ generate")]
+    [generate] = [line for line in text.splitlines() if line.split()[:1] == ["generate"]]
     assert "paused" in generate and "lm open" in generate and "transient 4" in generate
-    [retrieve] = [line for line in text.splitlines() if line.startswith("│ retrieve")]
+    [retrieve] = [line for line in text.splitlines() if line.split()[:1] == ["retrieve"]]
     assert "no workers" in retrieve and "invalid 1" in retrieve
     assert "workers: w1 (generate, 0s ago)" in text and "a note" in text

@@ -75,7 +75,10 @@ class StageCounters:
                 rate = max(0.0, processed - before[1]) / (now - before[0])
             self._last[stage.name] = (now, processed)
             breaker = board.breakers.get(stage.dependency) if stage.dependency else None
+            # a breaker is made at its stage's first call: until then it is closed
             state = breaker.state if breaker is not None else None
+            if state is None and stage.dependency is not None:
+                state = BreakerState.CLOSED
             stats[stage.name] = {
                 "in_flight": int(self._sample("ragbus_in_flight", labels)),
                 "processed": int(processed),

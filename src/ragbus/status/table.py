@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -30,6 +31,8 @@ def status_table(status: PipelineStatus) -> Table:
     table = Table(
         title=f"{status.app} on the {status.bus} bus ({status.collected_at:%Y-%m-%d %H:%M:%S} UTC)",
         title_justify="left",
+        # light lines: ten columns fit an ordinary terminal better
+        box=box.SIMPLE_HEAD,
     )
     for header, justify in (
         ("stage", "left"),
@@ -43,7 +46,9 @@ def status_table(status: PipelineStatus) -> Table:
         ("limit", "right"),
         ("dead letters", "left"),
     ):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        # what a stage is doing must never be cut: the numbers give way first
+        keep = header in ("stage", "state", "breaker")
+        table.add_column(header, justify=justify, no_wrap=keep)  # type: ignore[arg-type]
     for row in status.stages:
         breaker = "-"
         if row.breaker is not None:
