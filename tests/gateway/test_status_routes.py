@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from ragbus.asyncapi import asyncapi_document
 from ragbus.status.model import RUNNING, PipelineStatus
@@ -43,3 +44,19 @@ async def test_the_asyncapi_document_is_served(http: httpx.AsyncClient, app: obj
         queue_prefix=app.state.gateway.settings.queue_prefix,  # type: ignore[attr-defined]
         amqp_url=app.state.gateway.settings.amqp_url.get_secret_value(),  # type: ignore[attr-defined]
     )
+
+
+async def test_status_is_a_503_with_no_internals_when_the_bus_cannot_be_asked(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await make_app(heartbeat_interval_s=0.2)
+
+    async def broken(stage: str) -> None:
+        raise ConnectionResetError("broker-7.internal:5672 reset the connection")
+
+    monkeypatch.setattr(app.state.gateway.client.bus, "queue_stats", broken)
+    async with asgi_client(app) as http:
+        response = await http.get("/v1/status")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"] == "unavailable" and "broker-7" not in body["message"]

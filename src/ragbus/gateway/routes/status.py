@@ -1,7 +1,8 @@
 """``GET /v1/status``: the pipeline's status, the JSON ``ragbus status --json`` prints.
 
-The first request subscribes the gateway to the workers' heartbeats and listens for
-one heartbeat interval; later requests answer at once from what arrived since. On the
+The first request subscribes the gateway to the workers' heartbeats; requests in the
+first heartbeat interval (and a quarter) wait for it to end, later ones answer at once
+from what arrived since. On the
 memory bus the stages run in this process and send their heartbeats on its bus.
 """
 
@@ -12,8 +13,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ragbus.bus.errors import BusError
-from ragbus.gateway.errors import RequestError
+from ragbus.gateway.errors import bus_unavailable
 from ragbus.gateway.state import gateway_state
 from ragbus.status.board import HeartbeatBoard
 from ragbus.status.collect import collect_status
@@ -31,9 +31,13 @@ async def pipeline_status(request: Request) -> Response:
         board = HeartbeatBoard(client.app.name)
         request.app.state.status_board = board
         board.subscribe(client.bus)
-        await asyncio.sleep(FIRST_LISTEN_INTERVALS * (state.settings.heartbeat_interval_s or 2.0))
+    # every request until the first interval is over waits for it, not only the first
+    listen = FIRST_LISTEN_INTERVALS * (state.settings.heartbeat_interval_s or 2.0)
+    left = board.started_at + listen - board.clock()
+    if left > 0:
+        await asyncio.sleep(left)
     try:
         status = await collect_status(client.bus, client.app, board)
-    except (BusError, OSError) as exc:
-        raise RequestError(503, "unavailable", f"cannot read the bus's state: {exc}") from exc
+    except Exception as exc:  # the broker's many kinds of failure: each one a 503
+        raise bus_unavailable("cannot read the bus's state", exc) from None
     return JSONResponse(status.model_dump(mode="json"))
