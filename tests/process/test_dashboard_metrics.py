@@ -1,6 +1,7 @@
 """Every metric the Grafana dashboard queries exists, with the labels it groups by, in the
 live ``/metrics`` of a real worker and gateway after a question has flowed through them,
-as Prometheus scrapes them in the compose deployment."""
+as Prometheus scrapes them in the compose deployment; the gateway's ``/v1/status`` hears
+the worker process."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ragbus.status.model import PipelineStatus
 from tests.gateway.conftest import QUESTION
+from tests.polling import wait_until
 from tests.process.workers import Metrics, Workers
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -59,6 +62,16 @@ async def test_every_metric_the_dashboard_queries_is_exported(workers: Workers) 
         streamed = await http.post("/v1/ask/stream", json={"question": QUESTION + " (2)"})
         assert streamed.status_code == 200, streamed.text
         gateway_metrics = (await http.get("/metrics")).text
+
+        # the gateway's /v1/status hears the worker process's heartbeats
+        async def both_counted() -> bool:
+            status = PipelineStatus.model_validate((await http.get("/v1/status")).json())
+            return status.stage("generate").processed == 2
+
+        await wait_until(both_counted, what="/v1/status to count both questions", timeout=20)
+        status = PipelineStatus.model_validate((await http.get("/v1/status")).json())
+    assert [w.worker_id for w in status.workers] == ["worker"]
+    assert status.bus == "rabbitmq" and status.stage("retrieve").consumers == 1
     exported = Metrics.parse(await worker.metrics_text() + gateway_metrics)
     labels_of: dict[str, set[str]] = {}
     for name, labels in exported.samples:
