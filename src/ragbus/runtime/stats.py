@@ -8,6 +8,7 @@ disagree.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ class StageCounters:
     """
 
     runtime: Runtime
-    clock: Any = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _last: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def _sample(self, name: str, labels: dict[str, str]) -> float:
