@@ -136,7 +136,7 @@ async def test_status_shows_the_stage_its_open_breaker_paused_on_the_memory_bus(
     status = PipelineStatus.model_validate_json(out)
     check_paused(status)
     assert status.bus == "memory"
-    assert status.stage("generate").consumers == 1, "one in-process consumer"
+    assert status.stage("generate").consumers == 0, "paused, as on RabbitMQ"
     [row] = [line for line in table.splitlines() if line.split()[:1] == ["generate"]]
     assert "paused" in row and "lm open" in row, table
 

@@ -215,12 +215,14 @@ class MemoryBus(Bus):
         await self._enqueue(envelope.encode(), envelope.type, stage)
 
     async def queue_stats(self, stage: str) -> QueueStats | None:
-        """``stage``'s queued events and its one in-process consumer (None when it is
-        not subscribed here)."""
+        """``stage``'s queued events and its one in-process consumer, none while it is
+        paused, as on RabbitMQ (None when the stage is not subscribed here)."""
         entry = self._stages.get(stage)
         if entry is None:
             return None
-        return QueueStats(messages=entry.queue.qsize(), consumers=1)
+        return QueueStats(
+            messages=entry.queue.qsize(), consumers=1 if entry.resumed.is_set() else 0
+        )
 
     @property
     def transient_dropped(self) -> int:
