@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +14,7 @@ import typer
 
 from ragbus import __version__
 from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
+from ragbus.cli_asyncapi import asyncapi
 from ragbus.cli_common import (
     AppOption,
     BusOption,
@@ -29,6 +30,8 @@ from ragbus.cli_common import (
 )
 from ragbus.cli_dlq import app as dlq_app
 from ragbus.cli_optimize import optimize, trainset
+from ragbus.cli_rich import PhaseProgress, phased_progress, progress_bar
+from ragbus.cli_status import status
 from ragbus.config import BusKind
 from ragbus.errors import RagbusError
 from ragbus.events import InvalidEvent
@@ -48,6 +51,8 @@ app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 app.command()(optimize)
 app.command()(trainset)
+app.command()(status)
+app.command()(asyncapi)
 
 
 def _print_version(wanted: bool) -> None:
@@ -160,31 +165,11 @@ def default_index_path(path: Path) -> Path:
     return path / ".ragbus-index" if path.is_dir() else path.with_name(f".{path.name}.ragbus-index")
 
 
-@contextlib.contextmanager
-def index_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+def index_progress() -> contextlib.AbstractContextManager[PhaseProgress | None]:
     """The display of ``ragbus index``'s progress: a bar for each phase (reading the
     documents, embedding the passages) on a terminal; nothing elsewhere (logs stay
     clean). Yields the callback to give :func:`~ragbus.retrieval.indexer.update_index`."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    bars: dict[str, Any] = {}
-    shown: dict[str, int] = {}
-    with contextlib.ExitStack() as stack:
-
-        def show(phase: str, done: int, total: int) -> None:
-            if phase not in bars:
-                for other in list(bars.values()):
-                    other.render_finish()
-                label = {"reading": "reading documents", "embedding": "embedding passages"}
-                bars[phase] = stack.enter_context(
-                    typer.progressbar(length=total, label=label.get(phase, phase), file=sys.stderr)
-                )
-                shown[phase] = 0
-            bars[phase].update(done - shown[phase])
-            shown[phase] = done
-
-        yield show
+    return phased_progress({"reading": "reading documents", "embedding": "embedding passages"})
 
 
 def _describe_update(update: IndexUpdate, path: Path, target: Path) -> list[str]:
@@ -347,16 +332,7 @@ def bench(
             kind = event_type or kind
     except (RagbusError, InvalidEvent) as exc:
         fail(str(exc), ExitCode.CONFIGURATION)
-    with typer.progressbar(
-        length=requests, label=f"{pipeline.name}: {kind}", file=sys.stderr
-    ) as bar:
-        done = 0
-
-        def advance(finished: int) -> None:
-            nonlocal done
-            bar.update(finished - done)
-            done = finished
-
+    with progress_bar(f"{pipeline.name}: {kind}", requests) as advance:
         result = run(
             load_test(
                 settings,
@@ -470,7 +446,8 @@ def serve(
     log_format: LogFormatOption = None,
 ) -> None:
     """Serve the HTTP gateway: a chat page on /, /v1/ask, /v1/ask/stream (SSE), /v1/ws
-    (WebSocket), /v1/events, /healthz, /readyz, /metrics and /openapi.json.
+    (WebSocket), /v1/events, /v1/status, /healthz, /readyz, /metrics, /openapi.json and
+    /asyncapi.json.
 
     On the memory bus (the default) the pipeline runs in this process; on RabbitMQ the
     gateway talks to the workers (set RAGBUS_STREAM_TOKENS=true on generate workers to

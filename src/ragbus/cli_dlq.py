@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from rich.table import Table
 
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetterStore
 from ragbus.bus.errors import BusError
@@ -30,6 +31,7 @@ from ragbus.cli_common import (
     run,
     settings_from,
 )
+from ragbus.cli_rich import progress_bar, table_console
 from ragbus.config import Settings
 from ragbus.dlq import (
     ReplaySummary,
@@ -167,12 +169,16 @@ async def embedded_pipeline(
         await host.stop(settings.shutdown_grace_s)
 
 
-def render_table(letters: list[DeadLetter]) -> str:
-    """Dead letters as a table for a terminal."""
-    if not letters:
-        return "no dead letters"
+def letters_table(letters: list[DeadLetter]) -> Table:
+    """Dead letters as a ``rich`` table: id, stage, reason, error, attempts, age and
+    the question (or the start of the payload)."""
     now = datetime.now().astimezone()
-    rows = [("ID", "STAGE", "REASON", "ERROR", "ATTEMPTS", "AGE", "QUESTION")]
+    table = Table(
+        caption=f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''}",
+        caption_justify="left",
+    )
+    for header in ("ID", "STAGE", "REASON", "ERROR", "ATTEMPTS", "AGE", "QUESTION"):
+        table.add_column(header, justify="right" if header == "ATTEMPTS" else "left")
     for letter in letters:
         error = (
             f"{letter.error_type}: {letter.error_message}"
@@ -180,24 +186,16 @@ def render_table(letters: list[DeadLetter]) -> str:
             else letter.error_message
         )
         error = " ".join(error.split())
-        rows.append(
-            (
-                str(letter.id)[:8],
-                letter.stage,
-                letter.reason.value,
-                error if len(error) <= 48 else error[:47] + "…",
-                str(letter.attempts),
-                age(letter.last_failed_at, now=now),
-                question_excerpt(letter),
-            )
+        table.add_row(
+            str(letter.id)[:8],
+            letter.stage,
+            letter.reason.value,
+            error if len(error) <= 48 else error[:47] + "…",
+            str(letter.attempts),
+            age(letter.last_failed_at, now=now),
+            question_excerpt(letter),
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    lines.append(f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''}")
-    return "\n".join(line.rstrip() for line in lines)
+    return table
 
 
 @app.command("list")
@@ -229,7 +227,10 @@ def list_letters(
         for line in export_lines(letters):
             typer.echo(line)
     else:
-        typer.echo(render_table(letters))
+        if letters:
+            table_console().print(letters_table(letters))
+        else:
+            typer.echo("no dead letters")
 
 
 @app.command()
@@ -281,12 +282,14 @@ def replay_letters(
     async def work(connected: Bus, store: DeadLetterStore) -> tuple[int, ReplaySummary]:
         letters = await store.select(where)
         async with embedded_pipeline(connected, settings, pipeline, active=not dry_run):
-            if len(letters) < 20:
-                summary = await replay(
-                    connected, store, letters, pipeline.events, rate=rate, dry_run=dry_run
-                )
-                return len(letters), summary
-            with typer.progressbar(length=len(letters), label="replaying") as bar:
+            with progress_bar("replaying", len(letters)) as advance:
+                done = 0
+
+                def one_more(_: DeadLetter) -> None:
+                    nonlocal done
+                    done += 1
+                    advance(done)
+
                 summary = await replay(
                     connected,
                     store,
@@ -294,7 +297,7 @@ def replay_letters(
                     pipeline.events,
                     rate=rate,
                     dry_run=dry_run,
-                    progress=lambda _: bar.update(1),
+                    progress=one_more,
                 )
             return len(letters), summary
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from ragbus.bus.base import Bus, emitter
 from ragbus.config import BusKind, Settings
+from ragbus.heartbeat import HeartbeatSender
 from ragbus.pipeline import Pipeline, StageContext, StageSpec
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.middleware import Middleware
@@ -60,6 +61,7 @@ class Host:
         self.metrics = metrics or Metrics()
         self.middleware = tuple(middleware)
         self.runtime: Runtime | None = None
+        self.heartbeat: HeartbeatSender | None = None
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -73,7 +75,8 @@ class Host:
 
     async def attach(self) -> Runtime:
         """Declare the pipeline's sinks, build the served stages and subscribe them to
-        the bus, without starting it (a client subscribes its own listener first)."""
+        the bus, without starting it (a client subscribes its own listener first); start
+        the heartbeats (``RAGBUS_HEARTBEAT_INTERVAL_S``)."""
         for sink in self.pipeline.sinks.values():
             await self.bus.declare_sink(
                 sink.name, sink.event_types, max_length=sink.max_length, ttl_s=sink.ttl_s
@@ -88,6 +91,15 @@ class Host:
             middleware=self.middleware,
         )
         self.runtime.subscribe()
+        if self.settings.heartbeat_interval_s > 0:
+            self.heartbeat = HeartbeatSender(
+                self.bus,
+                self.runtime,
+                app=self.pipeline.name,
+                worker_id=self.settings.worker_id,
+                interval_s=self.settings.heartbeat_interval_s,
+            )
+            self.heartbeat.start()
         return self.runtime
 
     async def start(self) -> Runtime:
@@ -98,6 +110,8 @@ class Host:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop consuming; in-flight events get ``grace`` seconds (default 30) to finish."""
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         if self.runtime is not None:
             await self.runtime.stop(grace)
         else:

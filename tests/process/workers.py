@@ -54,6 +54,9 @@ from tests.polling import wait_until
 #: The line a ``ragbus worker`` logs once it consumes and serves its ops endpoints.
 OPS_LINE = re.compile(r"/healthz and /metrics on http://(?P<host>\S+?):(?P<port>\d+)")
 
+#: The line ``ragbus serve`` prints first; the port then answers ``/healthz``.
+GATEWAY_LINE = re.compile(r"ragbus gateway on http://(?P<host>[^:/]+):(?P<port>\d+)/")
+
 #: The line :mod:`tests.process.poison_worker` logs once it consumes.
 POISON_READY = re.compile(r"poison worker \S+ ready")
 
@@ -449,6 +452,28 @@ class Workers:
         return Completed(
             process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
+
+    async def start_gateway(self, *arguments: str, **settings: object) -> tuple[WorkerProcess, str]:
+        """Start ``ragbus serve --port <free> ARGUMENTS`` and wait until its ``/readyz``
+        says 200; returns the process and its base URL."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        gateway = self.spawn(
+            name="gateway",
+            argv=ragbus_command("serve", "--port", str(port), *arguments),
+            ready=GATEWAY_LINE,
+            **settings,
+        )
+        await gateway.wait_ready(40)
+        base = f"http://127.0.0.1:{port}"
+
+        async def ready() -> bool:
+            async with httpx.AsyncClient(base_url=base, timeout=5, trust_env=False) as http:
+                return (await http.get("/readyz")).status_code == 200
+
+        await wait_until(ready, what="the gateway's /readyz to say 200", report=self.report)
+        return gateway, base
 
     def supervise(self, factory: Callable[[], WorkerProcess]) -> Supervisor:
         """Run the process ``factory`` makes under a :class:`Supervisor` (started)."""

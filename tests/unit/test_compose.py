@@ -7,6 +7,7 @@ the file for real where Docker runs, and says it skipped where it does not."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -30,9 +31,13 @@ SECRET_VARIABLES = {
     "RABBITMQ_ERLANG_COOKIE",
     "REDIS_PASSWORD",
     "GATEWAY_TOKEN",
+    "GRAFANA_ADMIN_PASSWORD",
 }
 RABBITMQ_NODES = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3")
 RAGBUS_SERVICES = ("retrieve", "generate", "gateway")
+#: Started only with ``--profile observability``.
+OBSERVABILITY = ("prometheus", "grafana")
+DEPLOY = ROOT / "deploy"
 LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ escapes.
@@ -93,7 +98,10 @@ def example_env() -> dict[str, str]:
 
 
 def test_the_system_is_all_there(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {*RABBITMQ_NODES, "redis", *RAGBUS_SERVICES}
+    assert set(services) == {*RABBITMQ_NODES, "redis", *RAGBUS_SERVICES, *OBSERVABILITY}
+    for name, service in services.items():
+        expected = ["observability"] if name in OBSERVABILITY else None
+        assert service.get("profiles") == expected, name
     for name in RAGBUS_SERVICES:
         for needed in (*RABBITMQ_NODES, "redis"):
             assert services[name]["depends_on"][needed]["condition"] == "service_healthy"
@@ -251,3 +259,59 @@ def test_what_compose_hands_the_services_makes_valid_settings(
         if name == "gateway":
             assert settings.api_token is not None
             assert settings.api_token.get_secret_value() == "g7h8i9"
+
+
+def mounts(service: dict[str, Any]) -> dict[Path, str]:
+    """The files and folders of this repository a service mounts, and where."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = volume.partition(":")
+        if source.startswith("./"):
+            found[(ROOT / source).resolve()] = rest.split(":")[0]
+    return found
+
+
+def test_prometheus_scrapes_every_worker_and_the_gateway_with_its_token(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    prometheus = services["prometheus"]
+    config_path = DEPLOY / "prometheus" / "prometheus.yml"
+    assert mounts(prometheus)[config_path] == "/etc/prometheus/prometheus.yml"
+    jobs = {
+        job["job_name"]: job for job in yaml.safe_load(config_path.read_text())["scrape_configs"]
+    }
+    [workers] = jobs["ragbus-workers"]["dns_sd_configs"]
+    assert set(workers["names"]) == {"retrieve", "generate"} and workers["port"] == 9100
+    for name in workers["names"]:
+        assert services[name]["command"][0] == "worker"
+        assert "0.0.0.0" in services[name]["command"], f"{name}'s ops port is reachable"
+    gateway = jobs["ragbus-gateway"]
+    [static] = gateway["static_configs"]
+    assert static["targets"] == ["gateway:8000"]
+    # the token reaches Prometheus as a compose secret, read from GATEWAY_TOKEN
+    assert gateway["authorization"]["credentials_file"] == "/run/secrets/gateway_token"
+    assert prometheus["secrets"] == ["gateway_token"]
+    assert compose["secrets"]["gateway_token"] == {"environment": "GATEWAY_TOKEN"}
+
+
+def test_grafana_loads_the_dashboard_from_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = mounts(services["grafana"])
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    assert grafana[provisioning] == "/etc/grafana/provisioning"
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090" and source["type"] == "prometheus"
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "ragbus.yml").read_text())[
+        "providers"
+    ]
+    dashboards = DEPLOY / "grafana" / "dashboards"
+    assert grafana[dashboards] == provider["options"]["path"]
+    dashboard = json.loads((dashboards / "ragbus.json").read_text())
+    assert dashboard["panels"]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == source["uid"], panel["title"]

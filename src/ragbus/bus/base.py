@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -239,6 +239,19 @@ class DeadLetterStore(abc.ABC):
         """
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What a stage's queue holds now.
+
+    Parameters:
+        messages: events waiting in it (ready, not yet delivered).
+        consumers: consumers attached to it (RabbitMQ: across every worker).
+    """
+
+    messages: int
+    consumers: int
+
+
 def check_publish_options(stage: str | None, delay: float | None, transient: bool) -> None:
     """Raise ``ValueError`` for options of :meth:`Bus.publish` that do not go together: a
     delay without a stage, a negative delay, or a transient event with a stage or delay."""
@@ -258,6 +271,9 @@ class Bus(abc.ABC):
     ``start()``, then ``stop()`` (graceful) and ``close()``. ``async with bus`` connects
     and closes.
     """
+
+    #: What the bus is, as ``RAGBUS_BUS`` spells it (``memory``, ``rabbitmq``).
+    kind: ClassVar[str] = ""
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -363,6 +379,12 @@ class Bus(abc.ABC):
 
     async def resume(self, stage: str) -> None:  # noqa: B027 - optional hook
         """Take deliveries for ``stage`` again; default: no-op."""
+
+    async def queue_stats(self, stage: str) -> QueueStats | None:
+        """What ``stage``'s queue holds now, or None when this bus cannot tell (the
+        queue does not exist, or the bus keeps no queue for it); default None."""
+        del stage
+        return None
 
     @property
     def healthy(self) -> bool:

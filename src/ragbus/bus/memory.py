@@ -20,6 +20,7 @@ from ragbus.bus.base import (
     DeadLetterReason,
     InboundMessage,
     MessageHandler,
+    QueueStats,
     Requeue,
     check_publish_options,
 )
@@ -68,6 +69,8 @@ class MemoryBus(Bus):
         delivery_limit: deliveries of a message whose handler raises before it is
             dead-lettered with reason ``delivery_limit`` (default 20).
     """
+
+    kind = "memory"
 
     def __init__(
         self,
@@ -212,6 +215,16 @@ class MemoryBus(Bus):
                 self._later(sent, stage, delay)
                 return
             await self._enqueue(sent.encode(), sent.type, stage)
+
+    async def queue_stats(self, stage: str) -> QueueStats | None:
+        """``stage``'s queued events and its one in-process consumer, none while it is
+        paused, as on RabbitMQ (None when the stage is not subscribed here)."""
+        entry = self._stages.get(stage)
+        if entry is None:
+            return None
+        return QueueStats(
+            messages=entry.queue.qsize(), consumers=1 if entry.resumed.is_set() else 0
+        )
 
     @property
     def transient_dropped(self) -> int:

@@ -239,6 +239,12 @@ class Settings(BaseSettings):
         "either way a line about an event carries its correlation id, event id, stage, "
         "attempt and worker id",
     )
+    heartbeat_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="seconds between a worker's heartbeats (what `ragbus status` shows); "
+        "0 sends none",
+    )
 
     stream_tokens: bool = Field(
         default=False,

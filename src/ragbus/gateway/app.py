@@ -29,10 +29,12 @@ from ragbus.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
 from ragbus.gateway.openapi import openapi
 from ragbus.gateway.origins import OriginGuardMiddleware
 from ragbus.gateway.routes.ask import ask
+from ragbus.gateway.routes.asyncapi import asyncapi
 from ragbus.gateway.routes.chat import chat
 from ragbus.gateway.routes.events import publish_event
 from ragbus.gateway.routes.ops import healthz, metrics, readyz
 from ragbus.gateway.routes.page import index
+from ragbus.gateway.routes.status import pipeline_status
 from ragbus.gateway.routes.stream import ask_stream
 from ragbus.gateway.sessions import SessionStore
 from ragbus.gateway.state import GatewayState, gateway_state
@@ -45,9 +47,11 @@ def gateway_routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/asyncapi.json", asyncapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/status", pipeline_status, methods=["GET"]),
         Route("/v1/ask", ask, methods=["POST"]),
         Route("/v1/ask/stream", ask_stream, methods=["POST"]),
         Route("/v1/events", publish_event, methods=["POST"]),

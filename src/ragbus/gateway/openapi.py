@@ -15,6 +15,7 @@ import ragbus
 from ragbus.events import Envelope
 from ragbus.gateway.models import DOCUMENTED_MODELS
 from ragbus.payloads.rag import QueryReceived
+from ragbus.status.model import PipelineStatus
 
 _REF = "#/components/schemas/{model}"
 
@@ -117,6 +118,35 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/asyncapi.json": {
+            "get": {
+                "summary": "The AsyncAPI 3.0 document of the pipeline on RabbitMQ",
+                "operationId": "asyncapi",
+                "description": "What `ragbus asyncapi` prints: the exchange, routing keys, "
+                "queues, and each message with its payload schema and an example.",
+                "security": bearer,
+                "responses": {
+                    "200": {"description": "AsyncAPI 3.0", "content": {"application/json": {}}},
+                    **_PROTECTED_ERRORS,
+                },
+            }
+        },
+        "/v1/status": {
+            "get": {
+                "summary": "The pipeline's status, as `ragbus status --json` prints it",
+                "operationId": "pipelineStatus",
+                "description": "Per stage: state, queue depth, consumers, in flight, "
+                "processed per second, failures by class, breaker, concurrency limit and "
+                "dead letters by reason, from the workers' heartbeats (the first request "
+                "listens for one heartbeat interval). See docs/operations.md.",
+                "security": bearer,
+                "responses": {
+                    "200": {"description": "the status", "content": _json("PipelineStatus")},
+                    **_PROTECTED_ERRORS,
+                    "503": _error("the bus cannot be asked"),
+                },
+            }
+        },
         "/v1/ask": {
             "post": {
                 "summary": "Ask a question and wait for the answer",
@@ -207,7 +237,7 @@ def _paths() -> dict[str, Any]:
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of every gateway route."""
-    models: list[type[BaseModel]] = [*DOCUMENTED_MODELS, Envelope, QueryReceived]
+    models: list[type[BaseModel]] = [*DOCUMENTED_MODELS, Envelope, QueryReceived, PipelineStatus]
     _, top = models_json_schema([(model, "validation") for model in models], ref_template=_REF)
     return {
         "openapi": "3.1.0",

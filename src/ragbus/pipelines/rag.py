@@ -33,13 +33,42 @@ pipeline.event(
     QueryReceived,
     examples=[{"question": "How does ragbus handle a failed event?", "k": 4}],
 )
-pipeline.event(RagEvent.DOCUMENTS_RETRIEVED, DocumentsRetrieved)
-pipeline.event(RagEvent.ANSWER_GENERATED, AnswerGenerated)
+_PASSAGE = (
+    "A permanent failure goes straight to the dead-letter queue with its reason; a "
+    "transient one is retried, then redelivered later."
+)
+pipeline.event(
+    RagEvent.DOCUMENTS_RETRIEVED,
+    DocumentsRetrieved,
+    examples=[
+        {
+            "question": "How does ragbus handle a failed event?",
+            "passages": [
+                {"doc_id": "failures.md#1", "title": "Failures", "text": _PASSAGE, "score": 7.2}
+            ],
+            "timings_ms": {"retrieve": 1.8},
+        }
+    ],
+)
+pipeline.event(
+    RagEvent.ANSWER_GENERATED,
+    AnswerGenerated,
+    examples=[
+        {
+            "question": "How does ragbus handle a failed event?",
+            "answer": _PASSAGE,
+            "sources": [{"doc_id": "failures.md#1", "title": "Failures", "score": 7.2}],
+            "model": "openai/gpt-4o-mini",
+            "timings_ms": {"retrieve": 1.8, "generate": 640.0},
+        }
+    ],
+)
 pipeline.event(
     RagEvent.ANSWER_TOKEN,
     StreamToken,
     transient=True,
     description="A piece of an answer while the generate stage writes it (transient).",
+    examples=[{"sequence": 0, "text": "A permanent failure"}],
 )
 pipeline.sink("answers", RagEvent.ANSWER_GENERATED)
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ragbus.bus.base import Bus, MessageHandler
+from ragbus.bus.base import Bus, MessageHandler, QueueStats
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
 from ragbus.bus.rabbitmq.consumer import Consumers, Subscription
@@ -77,6 +77,8 @@ class RabbitMQBus(Bus):
             (``x-quorum-initial-group-size``; default 3, the broker uses every node when
             the cluster has fewer). Every process of a deployment must use the same.
     """
+
+    kind = "rabbitmq"
 
     def __init__(
         self,
@@ -275,6 +277,11 @@ class RabbitMQBus(Bus):
         """
         with publishing(envelope, "rabbitmq", transient=transient) as sent:
             await self.publisher.publish(sent, stage=stage, delay=delay, transient=transient)
+
+    async def queue_stats(self, stage: str) -> QueueStats | None:
+        """Ready messages and consumers of ``<prefix>.<stage>``, from a passive
+        declaration (None when the queue does not exist)."""
+        return await self.declarer.queue_stats(self.topology.stage_queue(stage))
 
     def dead_letters(self, stages: Sequence[str]) -> RabbitMQDeadLetters:
         """The DLQs of ``stages`` on this broker; see :class:`RabbitMQDeadLetters`."""

@@ -29,8 +29,9 @@ from typing import Any, Final
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel
-from aiormq.exceptions import ChannelPreconditionFailed
+from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
+from ragbus.bus.base import QueueStats
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
 from ragbus.config.settings import QUORUM_GROUP_SIZE
@@ -271,3 +272,16 @@ class Declarer:
             )
             for event_type in event_types:
                 await queue.bind(topology.exchange, routing_key=event_type)
+
+    async def queue_stats(self, name: str) -> QueueStats | None:
+        """Ready messages and consumers of the queue ``name``, from a passive declaration
+        (which creates nothing); None when it does not exist."""
+        async with self.connection.channel() as channel:
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except ChannelNotFoundEntity:
+                return None
+            result = queue.declaration_result
+            return QueueStats(
+                messages=result.message_count or 0, consumers=result.consumer_count or 0
+            )
