@@ -368,6 +368,9 @@ class Client:
 
         Raises:
             AnswerTimeout: no answer within ``timeout``.
+            QueueFullError: the pipeline is at capacity (its first queue stayed full for
+                ``RAGBUS_QUEUE_FULL_WAIT_S``); the question was not taken: ask again
+                after ``retry_after`` seconds.
             pydantic.ValidationError: the question breaks the payload's limits.
             InvalidEvent: the pipeline does not answer questions.
         """

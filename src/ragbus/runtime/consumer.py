@@ -16,6 +16,7 @@ from ragbus.bus.base import Bus, DeadLetter, DeadLetterReason, InboundMessage, R
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope, EventRegistry, InvalidEvent
 from ragbus.runtime.backoff import DELAY_TIERS, jittered, redelivery_delay
+from ragbus.runtime.backpressure import publish_downstream
 from ragbus.runtime.classify import FailureClass, classify, retry_after
 from ragbus.runtime.deadline import EventExpired
 from ragbus.runtime.dedup import ProcessedEvents
@@ -120,9 +121,9 @@ class StageConsumer:
     async def _publish_all(self, outputs: Sequence[Envelope]) -> None:
         outputs = [self._checked(output) for output in outputs]
         if len(outputs) == 1:
-            await self.bus.publish(outputs[0])
+            await publish_downstream(self.bus, outputs[0])
         elif outputs:
-            await asyncio.gather(*(self.bus.publish(event) for event in outputs))
+            await asyncio.gather(*(publish_downstream(self.bus, event) for event in outputs))
 
     def _checked(self, output: Envelope) -> Envelope:
         """``output`` with its type's registered version; a type the stage does not
