@@ -31,6 +31,7 @@ from ragbus.host import Host, runs_embedded
 from ragbus.json_input import parse_json
 from ragbus.payloads.rag import QueryReceived, RagEvent, Turn
 from ragbus.pipeline import Pipeline
+from ragbus.runtime.cancellation import cancel_request
 from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.runner import Runtime
 
@@ -289,13 +290,17 @@ class Client:
         self, sent: Envelope, timeout: float, *, include_sent: bool = False
     ) -> AsyncGenerator[Envelope, None]:
         """Publish ``sent`` and yield the events of its correlation until a final one
-        (``sent`` itself first, with ``include_sent``)."""
+        (``sent`` itself first, with ``include_sent``). If the wait ends before the final
+        event (a timeout, a cancelled task, an iterator closed early), the request is
+        cancelled: the workers drop its queued events and stop its work in flight."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + timeout
         inbox: asyncio.Queue[Envelope] = asyncio.Queue()
         self._listener.by_correlation[sent.correlation] = inbox
+        published = finished = False
         try:
             await self.bus.publish(sent)
+            published = True
             if include_sent:
                 yield sent
             while True:
@@ -304,11 +309,15 @@ class Client:
                         event = await inbox.get()
                 except TimeoutError:
                     raise AnswerTimeout(f"no result within {timeout:g}s") from None
-                yield event
                 if event.type in self._final_types:
+                    finished = True
+                yield event
+                if finished:
                     return
         finally:
             self._listener.by_correlation.pop(sent.correlation, None)
+            if published and not finished:
+                await cancel_request(self.bus, sent.correlation, "the client stopped waiting")
 
     async def stream_events(
         self,
