@@ -15,10 +15,12 @@ from ragbus.config import Settings
 from ragbus.errors import QueueFullError
 from ragbus.events import utc_now
 from ragbus.gateway import create_app
+from ragbus.gateway.progress import question_frames
+from ragbus.gateway.state import gateway_state
 from ragbus.pipelines.rag import RETRIEVE
 from ragbus.pipelines.rag import pipeline as rag
 from tests.conftest import BusFactory
-from tests.gateway.conftest import QUESTION, asgi_client, parse_sse
+from tests.gateway.conftest import QUESTION, asgi_client
 
 BOUND = 2
 
@@ -65,16 +67,26 @@ async def test_a_published_event_gets_429(full: tuple[Client, Starlette]) -> Non
     assert "retry-after" in response.headers
 
 
-async def test_a_stream_ends_with_a_queue_full_error_frame(
+async def test_a_stream_is_refused_with_429_before_it_starts(
     full: tuple[Client, Starlette],
 ) -> None:
     _, app = full
     async with asgi_client(app) as http:
         response = await http.post("/v1/ask/stream", json={"question": QUESTION, "timeout": 5})
-    frames = parse_sse(response.text)
-    error = dict(frames)["error"]
+        assert response.status_code == 429, response.text
+        assert response.json()["error"] == "queue_full"
+        assert int(response.headers["retry-after"]) >= 1
+        assert len(gateway_state(app).admission.streams) == 0  # its slot is free again
+
+
+async def test_a_websocket_question_gets_a_queue_full_error_frame(
+    full: tuple[Client, Starlette],
+) -> None:
+    client, _ = full
+    frames = [frame async for frame in question_frames(client, QUESTION, timeout=5)]
+    assert [name for name, _ in frames] == ["error"]
+    error = frames[0][1]
     assert error["error"] == "queue_full" and error["retry_after"] >= 1
-    assert frames[-1][0] == "done"
 
 
 async def test_the_client_raises_queue_full_and_succeeds_once_there_is_room(

@@ -117,13 +117,22 @@ def bus_unavailable(what: str, exc: BaseException) -> RequestError:
 
 def queue_full(exc: QueueFullError) -> RequestError:
     """The 429 for work the bus refused because a stage queue is full (backpressure:
-    the stages are behind), with ``Retry-After`` in whole seconds and the same number in
-    the body's ``retry_after``.
+    the stages are behind); see :func:`queue_full_refusal`.
 
     Parameters:
         exc: the refusal.
     """
-    wait = max(1, math.ceil(exc.retry_after or 1))
+    return queue_full_refusal(exc.retry_after)
+
+
+def queue_full_refusal(retry_after: float | None) -> RequestError:
+    """The 429 ``queue_full``, with ``Retry-After`` in whole seconds (at least 1) and the
+    same number in the body's ``retry_after``.
+
+    Parameters:
+        retry_after: seconds the bus said to wait (None: 1).
+    """
+    wait = max(1, math.ceil(retry_after or 1))
     return RequestError(
         429,
         "queue_full",
