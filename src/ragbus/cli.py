@@ -75,7 +75,9 @@ def options(
 
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    question: Annotated[
+        str | None, typer.Argument(help="The question to answer (or give --file).")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the answer_generated event as JSON.")
     ] = False,
@@ -89,14 +91,29 @@ def ask(
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait; also the deadline.")
     ] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Answer every question of this file (.txt: one a line; .jsonl: objects "
+            "with `question`) and print one JSON line each, in order.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=1000, help="With --file: asked at once.")
+    ] = 8,
 ) -> None:
-    """Ask a question and print the answer, its sources and each stage's time.
+    """Ask a question and print the answer, its sources and each stage's time; or, with
+    --file, answer a file of questions with a progress bar, one JSON line per question.
 
     On the memory bus (the default) every stage runs in this process; on RabbitMQ the
     question goes to the workers and this command waits for its answer only.
     """
     configure_logging(verbose)
-    if not question.strip():
+    if (question is None) == (file is None):
+        fail("give a question or --file, not both", ExitCode.USAGE)
+    if question is not None and not question.strip():
         fail("the question is empty: ask something", ExitCode.USAGE)
     if corpus is not None and not corpus.exists():
         fail(
@@ -107,6 +124,19 @@ def ask(
     settings = settings_from(bus=bus, corpus=corpus, connect_timeout_s=0, app=app)
     observe(settings, "ragbus-ask", logs=False)
     pipeline = load_pipeline(settings)
+    if question is None:
+        from ragbus.cli_batch import ask_file
+
+        assert file is not None
+        ask_file(
+            file,
+            settings=settings,
+            pipeline=pipeline,
+            concurrency=concurrency,
+            k=k,
+            timeout=timeout,
+        )
+        return
     from ragbus.client import Client
 
     async def go() -> Answer:

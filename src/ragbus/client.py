@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ragbus.apps import load_app
+from ragbus.batch import DEFAULT_CONCURRENCY, BatchQuestion, BatchResult, answer_in_order, as_inputs
 from ragbus.bus.base import Bus, InboundMessage
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
@@ -31,6 +32,7 @@ from ragbus.host import Host, runs_embedded
 from ragbus.json_input import parse_json
 from ragbus.payloads.rag import QueryReceived, RagEvent, Turn
 from ragbus.pipeline import Pipeline
+from ragbus.runtime.cancellation import cancel_request
 from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.runner import Runtime
 
@@ -289,13 +291,17 @@ class Client:
         self, sent: Envelope, timeout: float, *, include_sent: bool = False
     ) -> AsyncGenerator[Envelope, None]:
         """Publish ``sent`` and yield the events of its correlation until a final one
-        (``sent`` itself first, with ``include_sent``)."""
+        (``sent`` itself first, with ``include_sent``). If the wait ends before the final
+        event (a timeout, a cancelled task, an iterator closed early), the request is
+        cancelled: the workers drop its queued events and stop its work in flight."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + timeout
         inbox: asyncio.Queue[Envelope] = asyncio.Queue()
         self._listener.by_correlation[sent.correlation] = inbox
+        published = finished = False
         try:
             await self.bus.publish(sent)
+            published = True
             if include_sent:
                 yield sent
             while True:
@@ -304,11 +310,15 @@ class Client:
                         event = await inbox.get()
                 except TimeoutError:
                     raise AnswerTimeout(f"no result within {timeout:g}s") from None
-                yield event
                 if event.type in self._final_types:
+                    finished = True
+                yield event
+                if finished:
                     return
         finally:
             self._listener.by_correlation.pop(sent.correlation, None)
+            if published and not finished:
+                await cancel_request(self.bus, sent.correlation, "the client stopped waiting")
 
     async def stream_events(
         self,
@@ -368,6 +378,9 @@ class Client:
 
         Raises:
             AnswerTimeout: no answer within ``timeout``.
+            QueueFullError: the pipeline is at capacity (its first queue stayed full for
+                ``RAGBUS_QUEUE_FULL_WAIT_S``); the question was not taken: ask again
+                after ``retry_after`` seconds.
             pydantic.ValidationError: the question breaks the payload's limits.
             InvalidEvent: the pipeline does not answer questions.
         """
@@ -407,6 +420,39 @@ class Client:
                 yield event
         finally:
             await events.aclose()
+
+    async def ask_many(
+        self,
+        questions: Iterable[str | BatchQuestion],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        k: int | None = None,
+        timeout: float = 60.0,
+        on_result: Callable[[BatchResult], None] | None = None,
+    ) -> list[BatchResult]:
+        """Ask many questions, at most ``concurrency`` at once, and return their results
+        in the order of ``questions``. A question that fails (a timeout, an invalid
+        question, a full pipeline that stayed full for its ``timeout``) gets a result
+        with its error; the others are answered all the same (see :mod:`ragbus.batch`).
+
+        Parameters:
+            questions: the questions, as text or :class:`~ragbus.batch.BatchQuestion`.
+            concurrency: questions asked at once (default 8).
+            k: passages to retrieve when a question does not say (default: the stage's).
+            timeout: seconds each question may take; also its deadline (default 60).
+            on_result: called with each result as it is ready, in order (default none),
+                e.g. to advance a progress bar.
+        """
+        results = []
+        answers = answer_in_order(
+            self, as_inputs(questions), concurrency=concurrency, k=k, timeout=timeout
+        )
+        async with contextlib.aclosing(answers):
+            async for result in answers:
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        return results
 
     async def events(self, types: Sequence[str]) -> AsyncIterator[Envelope]:
         """Follow every event of ``types`` published from now on (types must have been

@@ -34,3 +34,23 @@ class TransientError(RagbusError):
 
 class ConfigurationError(RagbusError):
     """A setting or an input path is wrong; raised at start-up, shown as one line."""
+
+
+class QueueFullError(TransientError):
+    """A queue refused an event because it is full, and stayed full for as long as the
+    publisher could wait (its ``RAGBUS_QUEUE_FULL_WAIT_S``, or less when the event's
+    deadline came first).
+
+    This is backpressure, not a fault: the stages are behind. Nothing was lost: the event
+    was not taken (or, for an event several stages consume, taken by some and not all;
+    publishing it again is safe since consumers drop duplicates by event id). Try again
+    after ``retry_after`` seconds, or tell your own caller to (the gateway answers 429
+    with ``Retry-After``).
+
+    Parameters:
+        message: which queue and how long the publisher waited.
+        retry_after: seconds worth waiting before trying again (default 1).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
+        super().__init__(message, retry_after=retry_after)

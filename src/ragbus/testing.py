@@ -83,7 +83,8 @@ class PipelineHarness:
             base, bus="memory", dlq_path=directory / "dlq.sqlite3", **self._overrides
         )
         self.bus = MemoryBus(
-            queue_size=settings.queue_size,
+            queue_max_length=settings.queue_max_length,
+            queue_full_wait_s=settings.queue_full_wait_s,
             dlq_path=settings.dlq_path,
             delivery_limit=settings.delivery_limit,
         )

@@ -19,7 +19,7 @@ def query(number: int) -> bytes:
 
 
 async def test_full_queue_blocks_the_publisher(tmp_path: Path) -> None:
-    bus = MemoryBus(queue_size=5, dlq_path=tmp_path / "dlq.sqlite3")
+    bus = MemoryBus(queue_max_length=5, dlq_path=tmp_path / "dlq.sqlite3")
     release = asyncio.Event()
 
     async def slow(message: InboundMessage) -> None:
@@ -52,7 +52,7 @@ async def test_full_queue_blocks_the_publisher(tmp_path: Path) -> None:
 
 
 async def test_drain_waits_for_every_queue_to_empty(tmp_path: Path) -> None:
-    bus = MemoryBus(queue_size=10, dlq_path=tmp_path / "dlq.sqlite3")
+    bus = MemoryBus(queue_max_length=10, dlq_path=tmp_path / "dlq.sqlite3")
     handled: list[bytes] = []
 
     async def handler(message: InboundMessage) -> None:
@@ -97,7 +97,7 @@ def token(source: Envelope, number: int) -> Envelope:
 async def test_a_full_listener_queue_drops_transient_events_and_counts_them(
     tmp_path: Path,
 ) -> None:
-    bus = MemoryBus(queue_size=2, dlq_path=tmp_path / "dlq.sqlite3")
+    bus = MemoryBus(queue_max_length=2, dlq_path=tmp_path / "dlq.sqlite3")
     release = asyncio.Event()
     received: list[int] = []
 

@@ -246,8 +246,11 @@ async def test_topology_is_declared_as_documented(namespace: Namespace) -> None:
         f"{p}.retrieve": {
             **replicated,
             "x-delivery-limit": 7,
+            "x-max-length": 1000,
+            "x-overflow": "reject-publish",
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": f"{p}.retrieve.dlq",
+            "x-dead-letter-strategy": "at-least-once",
         },
         f"{p}.retrieve.dlq": {**replicated, "x-delivery-limit": 2**31 - 1},
         f"{p}.retrieve.retry.200": {**retry, "x-message-ttl": 200},

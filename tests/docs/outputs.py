@@ -123,6 +123,12 @@ _FLAGS = frozenset({"--json", "--dry-run", "--yes", "-y", "--verbose", "-v", "-N
 
 
 def _ask(program: list[str], stdout: str, sole: bool) -> None:
+    if "--file" in program or "-f" in program:
+        rows = _json_lines(stdout, "a line `ragbus ask --file` printed") if sole else []
+        assert [row["index"] for row in rows] == list(range(len(rows))), "in the file's order"
+        for row in rows:
+            assert "answer" in row or "error" in row, f"each line has an answer or error: {row}"
+        return
     if "--json" in program:
         if sole:
             event = _json(stdout, "`ragbus ask --json`'s output")

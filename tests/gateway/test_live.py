@@ -1,5 +1,6 @@
 """The gateway served by a real uvicorn, on every bus: tokens really stream, a client that
-leaves mid-stream leaves nothing behind, and WebSocket chat sessions carry history."""
+leaves mid-stream leaves nothing behind (its answer stops being written within a second),
+and WebSocket chat sessions carry history."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ def _generating(app: Starlette) -> float:
     return float(runtime.metrics.in_flight.labels("generate")._value.get())
 
 
+def _cancelled(app: Starlette) -> float:
+    """Answers the app's in-process generate stage stopped: nobody waited for them."""
+    runtime = gateway_state(app).client.runtime
+    assert runtime is not None
+    return float(runtime.cancellations.counter.labels("generate")._value.get())
+
+
 async def _wait_until(condition: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
@@ -81,10 +89,13 @@ async def test_a_client_leaving_mid_stream_leaves_nothing_behind(
                 if line.startswith("event: token"):
                     break  # leave while the answer is being written
         assert _gateway_tasks()
-    # The stream's tasks end at once, while the generate stage still writes the answer.
+    left = time.perf_counter()
+    # The stream's tasks end at once, and the question is cancelled: the generate stage
+    # stops writing the answer nobody waits for (the LM call is cancelled) within 1 s.
     await _wait_until(lambda: not _gateway_tasks() and _open(metrics, "sse") == 0)
-    assert _generating(app) == 1
-    # Once the pipeline finished its (now unwanted) answer, no task is left at all.
+    await _wait_until(lambda: _generating(app) == 0, timeout=5.0)
+    assert time.perf_counter() - left < 1.0
+    assert _cancelled(app) == 1
     await _wait_until(lambda: set(asyncio.all_tasks()) <= baseline, timeout=10.0)
 
 
@@ -180,6 +191,9 @@ async def test_a_websocket_closed_mid_answer_leaves_nothing_behind(
         async with asyncio.timeout(10):
             while json.loads(await socket.recv())["type"] != "token":
                 pass
+    left = time.perf_counter()
     await _wait_until(lambda: not _gateway_tasks() and _open(metrics, "websocket") == 0)
-    assert _generating(app) == 1
+    await _wait_until(lambda: _generating(app) == 0, timeout=5.0)
+    assert time.perf_counter() - left < 1.0  # the answer nobody reads stops being written
+    assert _cancelled(app) == 1
     await _wait_until(lambda: set(asyncio.all_tasks()) <= baseline, timeout=10.0)

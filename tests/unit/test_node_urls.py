@@ -84,3 +84,14 @@ def test_a_retry_goes_back_to_its_stage_at_least_once() -> None:
     # quietly dead-letters at most once
     assert arguments["x-dead-letter-strategy"] == "at-least-once"
     assert arguments["x-overflow"] == "reject-publish"
+
+
+def test_a_stage_queue_is_bounded_and_dead_letters_at_least_once() -> None:
+    arguments = Topology(exchange="e", prefix="p", max_length=50).stage_arguments("s")
+    assert arguments["x-max-length"] == 50
+    # a full stage queue refuses publishers (backpressure) instead of dropping its head
+    assert arguments["x-overflow"] == "reject-publish"
+    # which is also what lets a quorum queue dead-letter at least once
+    assert arguments["x-dead-letter-strategy"] == "at-least-once"
+    assert arguments["x-dead-letter-routing-key"] == "p.s.dlq"
+    assert "x-max-length" not in Topology(exchange="e", prefix="p").dead_letter_arguments()

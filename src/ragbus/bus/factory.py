@@ -11,7 +11,8 @@ def make_bus(settings: Settings) -> Bus:
     """A new, unconnected bus of ``settings.bus`` kind, configured from ``settings``."""
     if settings.bus is BusKind.MEMORY:
         return MemoryBus(
-            queue_size=settings.queue_size,
+            queue_max_length=settings.queue_max_length,
+            queue_full_wait_s=settings.queue_full_wait_s,
             dlq_path=settings.dlq_path,
             delivery_limit=settings.delivery_limit,
         )

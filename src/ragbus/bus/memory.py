@@ -1,7 +1,10 @@
 """The in-memory bus: stages as asyncio consumers in one process, no server.
 
 Each stage has a bounded queue; a publisher waits while a stage's queue is full
-(backpressure), so memory stays flat however much waits upstream. Dead letters go to a
+(backpressure), for at most its budget (``queue_full_wait_s``, cut short by the event's
+deadline; see :mod:`ragbus.bus.backpressure`), then fails with
+:class:`~ragbus.errors.QueueFullError`, as on RabbitMQ. So memory stays flat however
+much waits upstream. Dead letters go to a
 SQLite file (:mod:`ragbus.bus.sqlite_dead_letters`) so ``ragbus dlq ...`` works on the
 embedded default too.
 """
@@ -14,6 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragbus.bus.backpressure import (
+    DEFAULT_QUEUE_FULL_WAIT_S,
+    DEFAULT_QUEUE_MAX_LENGTH,
+    queue_full,
+    wait_budget,
+)
 from ragbus.bus.base import (
     Bus,
     DeadLetter,
@@ -64,10 +73,14 @@ class MemoryBus(Bus):
     """A bus inside one asyncio event loop.
 
     Parameters:
-        queue_size: bound of each stage's queue (default 1000).
+        queue_max_length: bound of each stage's queue (default 1000).
         dlq_path: SQLite file for dead letters (default ``.ragbus/dlq.sqlite3``).
         delivery_limit: deliveries of a message whose handler raises before it is
             dead-lettered with reason ``delivery_limit`` (default 20).
+        queue_full_wait_s: how long a publish waits for room in a full queue, in
+            seconds, at most until the event's deadline; then
+            :class:`~ragbus.errors.QueueFullError` (default 5). Retries and requeues
+            the bus makes itself wait as long as it takes: they are already taken.
     """
 
     kind = "memory"
@@ -75,11 +88,15 @@ class MemoryBus(Bus):
     def __init__(
         self,
         *,
-        queue_size: int = 1000,
+        queue_max_length: int = DEFAULT_QUEUE_MAX_LENGTH,
         dlq_path: Path = Path(".ragbus/dlq.sqlite3"),
         delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+        queue_full_wait_s: float = DEFAULT_QUEUE_FULL_WAIT_S,
     ) -> None:
-        self.queue_size = queue_size
+        if queue_max_length < 1:
+            raise ValueError("queue_max_length must be at least 1")
+        self.queue_max_length = queue_max_length
+        self.queue_full_wait_s = queue_full_wait_s
         self.delivery_limit = delivery_limit
         self.dlq_path = dlq_path
         self._transient_dropped = 0
@@ -119,7 +136,7 @@ class MemoryBus(Bus):
             event_types=tuple(event_types),
             handler=handler,
             concurrency=concurrency,
-            queue=asyncio.Queue(maxsize=self.queue_size),
+            queue=asyncio.Queue(maxsize=self.queue_max_length),
         )
         self._stages[stage] = entry
         for event_type in entry.event_types:
@@ -194,7 +211,10 @@ class MemoryBus(Bus):
         transient: bool = False,
     ) -> None:
         """Put ``envelope`` on the queue of each stage that consumes it (or of ``stage``
-        only); waits while a queue is full. See :meth:`Bus.publish` for the options.
+        only); waits while a queue is full, for at most ``queue_full_wait_s`` seconds or
+        until the event's deadline, then raises :class:`~ragbus.errors.QueueFullError`
+        (the queues that had room keep it: a stage may receive it again from a new
+        publish and drops the copy by event id). See :meth:`Bus.publish` for the options.
 
         Parameters:
             envelope: the event.
@@ -214,7 +234,8 @@ class MemoryBus(Bus):
                 assert stage is not None  # checked above
                 self._later(sent, stage, delay)
                 return
-            await self._enqueue(sent.encode(), sent.type, stage)
+            budget = wait_budget(sent, self.queue_full_wait_s)
+            await self._enqueue(sent.encode(), sent.type, stage, budget=budget)
 
     async def queue_stats(self, stage: str) -> QueueStats | None:
         """``stage``'s queued events and its one in-process consumer, none while it is
@@ -270,9 +291,11 @@ class MemoryBus(Bus):
             body: the message body, as sent.
             event_type: the routing key it is sent under.
         """
-        await self._enqueue(body, event_type, None)
+        await self._enqueue(body, event_type, None, budget=self.queue_full_wait_s)
 
-    async def _enqueue(self, body: bytes, event_type: str, stage: str | None) -> None:
+    async def _enqueue(
+        self, body: bytes, event_type: str, stage: str | None, *, budget: float
+    ) -> None:
         if stage is not None:
             if stage not in self._stages:
                 raise UnroutableError(f"no stage {stage!r} on this bus")
@@ -281,17 +304,32 @@ class MemoryBus(Bus):
             targets = self._routes.get(event_type, [])
             if not targets and event_type not in self._sink_types:
                 raise UnroutableError(f"no stage consumes events of type {event_type!r}")
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + budget
         for target in targets:
-            await target.queue.put(InboundMessage(body=body, stage=target.name))
+            message = InboundMessage(body=body, stage=target.name)
+            try:
+                target.queue.put_nowait(message)
+                continue
+            except asyncio.QueueFull:
+                pass
+            try:
+                async with asyncio.timeout_at(ends):
+                    await target.queue.put(message)
+            except TimeoutError:
+                raise queue_full(f"the queue of stage {target.name!r}", budget) from None
 
     def _later(self, envelope: Envelope, stage: str, delay: float) -> None:
         """Deliver ``envelope`` to ``stage`` after ``delay`` seconds (a timer task)."""
         if stage not in self._stages:
             raise UnroutableError(f"no stage {stage!r} on this bus")
 
+        target = self._stages[stage]
+
         async def deliver() -> None:
             await asyncio.sleep(delay)
-            await self.publish(envelope, stage=stage)
+            # already taken once: wait for room as long as it takes, never drop it
+            await target.queue.put(InboundMessage(body=envelope.encode(), stage=stage))
 
         timer = asyncio.create_task(deliver(), name=f"ragbus:retry:{stage}")
         self._timers.add(timer)

@@ -172,7 +172,18 @@ class Settings(BaseSettings):
     )
 
     concurrency: int = Field(default=16, ge=1, le=10_000, description="in-flight events per stage")
-    queue_size: int = Field(default=1000, ge=1, description="memory bus: bound of each stage queue")
+    queue_max_length: int = Field(
+        default=1000,
+        ge=1,
+        description="bound of each stage queue, both buses (RabbitMQ: x-max-length, a new "
+        "RAGBUS_QUEUE_PREFIX to change it on existing queues); a full queue refuses publishes",
+    )
+    queue_full_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a publisher refused by a full queue waits and tries again "
+        "(at most until the event's deadline) before QueueFullError (gateway: 429)",
+    )
     stage_timeout_s: float = Field(default=60.0, gt=0, description="time limit of one handler call")
     max_attempts: int = Field(default=5, ge=1, description="deliveries of an event before the DLQ")
     delivery_limit: int = Field(

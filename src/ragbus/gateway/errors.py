@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 from pydantic import ValidationError
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from ragbus.errors import QueueFullError
 from ragbus.gateway.models import ErrorBody
 
 logger = logging.getLogger(__name__)
@@ -38,24 +40,43 @@ class RequestError(Exception):
         error: a short code (``invalid_request``, ``timeout``, ...).
         message: the reason, for a person.
         headers: extra response headers, e.g. ``Retry-After`` (default none).
+        retry_after: seconds to wait, also in the body's ``retry_after`` (default none).
     """
 
     def __init__(
-        self, status: int, error: str, message: str, *, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
         self.headers = dict(headers or {})
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
         """This error as a JSON response."""
-        return error_response(self.status, self.error, self.message, headers=self.headers)
+        return error_response(
+            self.status,
+            self.error,
+            self.message,
+            headers=self.headers,
+            retry_after=self.retry_after,
+        )
 
 
 def error_response(
-    status: int, error: str, message: str, *, headers: Mapping[str, str] | None = None
+    status: int,
+    error: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
 ) -> JSONResponse:
     """A JSON error response.
 
@@ -64,8 +85,11 @@ def error_response(
         error: a short code.
         message: the reason.
         headers: extra headers (default none).
+        retry_after: the body's ``retry_after`` (default none: left out).
     """
-    body = ErrorBody(error=error, message=message).model_dump(exclude_none=True)
+    body = ErrorBody(error=error, message=message, retry_after=retry_after).model_dump(
+        exclude_none=True
+    )
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -89,6 +113,33 @@ def bus_unavailable(what: str, exc: BaseException) -> RequestError:
     """
     logger.warning("%s: %r", what, exc)
     return RequestError(503, "unavailable", f"{what}; the gateway's log has the reason")
+
+
+def queue_full(exc: QueueFullError) -> RequestError:
+    """The 429 for work the bus refused because a stage queue is full (backpressure:
+    the stages are behind); see :func:`queue_full_refusal`.
+
+    Parameters:
+        exc: the refusal.
+    """
+    return queue_full_refusal(exc.retry_after)
+
+
+def queue_full_refusal(retry_after: float | None) -> RequestError:
+    """The 429 ``queue_full``, with ``Retry-After`` in whole seconds (at least 1) and the
+    same number in the body's ``retry_after``.
+
+    Parameters:
+        retry_after: seconds the bus said to wait (None: 1).
+    """
+    wait = max(1, math.ceil(retry_after or 1))
+    return RequestError(
+        429,
+        "queue_full",
+        f"the pipeline is at capacity (its queues are full); try again in {wait}s",
+        headers={"Retry-After": str(wait)},
+        retry_after=wait,
+    )
 
 
 async def on_request_error(request: Request, exc: Exception) -> Response:

@@ -59,7 +59,8 @@ _PROTECTED_ERRORS = {
     "421": _error("the Host is not in RAGBUS_GATEWAY_ALLOWED_HOSTS (400: no valid Host)"),
     "429": _error(
         "over the client's rate limit (RAGBUS_GATEWAY_RATE_LIMIT) or a cap on open "
-        "requests; see the Retry-After header"
+        "requests, or the pipeline's queues are full (queue_full); see the Retry-After "
+        "header"
     ),
 }
 _BODY_ERRORS = {

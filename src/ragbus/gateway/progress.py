@@ -19,8 +19,9 @@ from typing import Any, Literal, TypeAlias
 
 from ragbus.bus.errors import BusError
 from ragbus.client import AnswerTimeout, Client
+from ragbus.errors import QueueFullError
 from ragbus.events import Envelope
-from ragbus.gateway.errors import bus_unavailable
+from ragbus.gateway.errors import bus_unavailable, queue_full
 from ragbus.gateway.models import (
     AnswerBody,
     SourceItem,
@@ -147,8 +148,9 @@ async def question_frames(
     progress: ProgressFrames | None = None,
 ) -> AsyncGenerator[Frame, None]:
     """Ask ``question`` through ``client`` and yield its frames, ending with ``answer``
-    or with an ``error`` (``timeout``, or ``unavailable`` when the bus refuses the
-    question; its reason goes to the log, not to the client). The caller adds ``done``.
+    or with an ``error`` (``timeout``; ``queue_full``, with ``retry_after``, when the
+    pipeline's queues are full; or ``unavailable`` when the bus refuses the question, its
+    reason in the log, not sent to the client). The caller adds ``done``.
     Closing the iterator stops the wait; nothing is left behind.
 
     Parameters:
@@ -171,6 +173,16 @@ async def question_frames(
                 yield frame
     except AnswerTimeout as exc:
         yield "error", {"error": "timeout", "message": str(exc)}
+    except QueueFullError as exc:
+        refusal = queue_full(exc)
+        yield (
+            "error",
+            {
+                "error": refusal.error,
+                "message": refusal.message,
+                "retry_after": refusal.retry_after,
+            },
+        )
     except BusError as exc:
         refusal = bus_unavailable("the bus refused the question", exc)
         yield "error", {"error": refusal.error, "message": refusal.message}

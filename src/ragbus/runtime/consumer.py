@@ -17,6 +17,8 @@ from ragbus.errors import PermanentError
 from ragbus.events import Envelope, EventRegistry, InvalidEvent
 from ragbus.observability.event_context import note_failure, observe
 from ragbus.runtime.backoff import DELAY_TIERS, jittered, redelivery_delay
+from ragbus.runtime.backpressure import publish_downstream
+from ragbus.runtime.cancellation import Cancellations, RequestCancelled
 from ragbus.runtime.classify import FailureClass, classify, retry_after
 from ragbus.runtime.deadline import EventExpired
 from ragbus.runtime.dedup import ProcessedEvents
@@ -42,6 +44,8 @@ class StageConsumer:
         worker_id: recorded in dead letters (default "").
         redelivery_delays: seconds before redelivery ``n + 1`` of an event whose delivery
             ``n`` failed, by ``n``; the last repeats (default :data:`DELAY_TIERS`).
+        cancellations: the cancelled requests: their events are dropped and their
+            handler calls stopped (default: no cancellation).
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class StageConsumer:
         processed: ProcessedEvents | None = None,
         worker_id: str = "",
         redelivery_delays: Sequence[float] = DELAY_TIERS,
+        cancellations: Cancellations | None = None,
     ) -> None:
         self.stage = stage
         self.events = events
@@ -64,6 +69,7 @@ class StageConsumer:
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id
         self.redelivery_delays = tuple(redelivery_delays)
+        self.cancellations = cancellations
         self._chain = build_chain(stage, middlewares)
         # label lookups cost more than the updates: bind this stage's series once
         self._in_flight = self.metrics.in_flight.labels(stage.name)
@@ -114,12 +120,17 @@ class StageConsumer:
         started = time.perf_counter()
         self._in_flight.inc()
         try:
-            outputs = await self._chain(envelope)
+            if self.cancellations is None:
+                outputs = await self._chain(envelope)
+            else:
+                outputs = await self.cancellations.run(name, envelope, self._chain(envelope))
             await self._publish_all(outputs)
             if self.processed is not None:
                 await self.processed.mark(name, envelope.id)
         except asyncio.CancelledError:
             raise
+        except RequestCancelled:
+            return  # nobody waits for it: acknowledged, counted, not a failure
         except EventExpired as exc:
             await self._dead_letter(
                 message, DeadLetterReason.EXPIRED, exc, attempts=envelope.attempt
@@ -135,9 +146,9 @@ class StageConsumer:
     async def _publish_all(self, outputs: Sequence[Envelope]) -> None:
         outputs = [self._checked(output) for output in outputs]
         if len(outputs) == 1:
-            await self.bus.publish(outputs[0])
+            await publish_downstream(self.bus, outputs[0])
         elif outputs:
-            await asyncio.gather(*(self.bus.publish(event) for event in outputs))
+            await asyncio.gather(*(publish_downstream(self.bus, event) for event in outputs))
 
     def _checked(self, output: Envelope) -> Envelope:
         """``output`` with its type's registered version; a type the stage does not

@@ -87,6 +87,12 @@ class ResultCacheGuard:
                     raise
                 # the leader ran out of its own time, not of this event's: take over
                 leader = self._in_flight.get(key)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                # the leader was stopped (its request was cancelled), not this one
+                leader = self._in_flight.get(key)
         self.metrics.cache.labels(stage.name, "miss").inc()
         future: asyncio.Future[CachedOutputs] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume_exception)

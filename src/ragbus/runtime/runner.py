@@ -8,6 +8,7 @@ from ragbus.bus.base import Bus
 from ragbus.config import Settings
 from ragbus.events import EventRegistry
 from ragbus.runtime.batching import Batcher
+from ragbus.runtime.cancellation import Cancellations
 from ragbus.runtime.consumer import StageConsumer
 from ragbus.runtime.guards import Guards
 from ragbus.runtime.metrics import Metrics
@@ -46,6 +47,7 @@ class Runtime:
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics()
         self.guards = Guards.from_settings(self.settings, bus, self.metrics)
+        self.cancellations = Cancellations(self.metrics)
         self.consumers = {
             stage.name: StageConsumer(
                 stage,
@@ -56,12 +58,15 @@ class Runtime:
                 processed=self.guards.processed,
                 worker_id=self.settings.worker_id,
                 redelivery_delays=self.settings.redelivery_delays_s,
+                cancellations=self.cancellations,
             )
             for stage in self.stages
         }
 
     def subscribe(self) -> None:
-        """Subscribe every stage's consumer to the bus (without starting it)."""
+        """Subscribe every stage's consumer, and the listener of cancelled requests, to
+        the bus (without starting it)."""
+        self.cancellations.subscribe(self.bus)
         for stage in self.stages:
             self.bus.subscribe(
                 stage.name,

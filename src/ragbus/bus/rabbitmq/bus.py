@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ragbus.bus.backpressure import DEFAULT_QUEUE_FULL_WAIT_S, DEFAULT_QUEUE_MAX_LENGTH
 from ragbus.bus.base import Bus, MessageHandler, QueueStats
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
@@ -76,6 +77,14 @@ class RabbitMQBus(Bus):
         quorum_group_size: how many nodes hold a copy of each queue
             (``x-quorum-initial-group-size``; default 3, the broker uses every node when
             the cluster has fewer). Every process of a deployment must use the same.
+        queue_max_length: ``x-max-length`` of each stage queue (default 1000): a full
+            one refuses publishes (``reject-publish``). Every process of a deployment
+            must use the same; changing it on existing queues needs a new
+            ``queue_prefix`` (the broker refuses to redeclare a queue with other
+            arguments).
+        queue_full_wait_s: how long a publish refused by a full queue backs off and
+            tries again, in seconds, at most until the event's deadline; then
+            :class:`~ragbus.errors.QueueFullError` (default 5).
     """
 
     kind = "rabbitmq"
@@ -93,6 +102,8 @@ class RabbitMQBus(Bus):
         watchdog_interval: float = 2.0,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         quorum_group_size: int = DEFAULT_QUORUM_GROUP_SIZE,
+        queue_max_length: int = DEFAULT_QUEUE_MAX_LENGTH,
+        queue_full_wait_s: float = DEFAULT_QUEUE_FULL_WAIT_S,
     ) -> None:
         del dlq_path  # dead letters live in the broker
         if delivery_limit < 1:
@@ -101,12 +112,15 @@ class RabbitMQBus(Bus):
             raise ValueError("delay_tiers must hold at least one positive delay")
         if quorum_group_size < 1:
             raise ValueError("quorum_group_size must be at least 1")
+        if queue_max_length < 1:
+            raise ValueError("queue_max_length must be at least 1")
         self.topology = Topology(
             exchange=exchange,
             prefix=queue_prefix,
             delivery_limit=delivery_limit,
             delay_tiers=tuple(sorted(set(delay_tiers))),
             quorum_group_size=quorum_group_size,
+            max_length=queue_max_length,
         )
         self.connection = BrokerConnection(
             url,
@@ -115,7 +129,9 @@ class RabbitMQBus(Bus):
             connect_timeout=connect_timeout,
         )
         self.declarer = Declarer(self.connection, self.topology)
-        self.publisher = Publisher(self.connection, self.topology)
+        self.publisher = Publisher(
+            self.connection, self.topology, queue_full_wait_s=queue_full_wait_s
+        )
         self.consumers = Consumers(self.connection, self.topology, self.declarer, self.publisher)
         self.watchdog = Watchdog(self.connection, self.consumers, watchdog_interval)
         self._opening: set[asyncio.Task[None]] = set()
@@ -129,7 +145,8 @@ class RabbitMQBus(Bus):
     def from_settings(cls, settings: Settings) -> RabbitMQBus:
         """A bus configured from ``settings``: ``amqp_url``, ``exchange``, ``queue_prefix``,
         ``delivery_limit``, ``redelivery_delays_s`` as the retry queues' delay tiers,
-        ``connect_timeout_s`` and ``quorum_initial_group_size``."""
+        ``connect_timeout_s``, ``quorum_initial_group_size``, ``queue_max_length`` and
+        ``queue_full_wait_s``."""
         return cls(
             settings.amqp_url.get_secret_value(),
             exchange=settings.exchange,
@@ -138,6 +155,8 @@ class RabbitMQBus(Bus):
             delay_tiers=tuple(settings.redelivery_delays_s),
             connect_timeout=settings.connect_timeout_s,
             quorum_group_size=settings.quorum_initial_group_size,
+            queue_max_length=settings.queue_max_length,
+            queue_full_wait_s=settings.queue_full_wait_s,
         )
 
     # -- lifecycle ---------------------------------------------------------------------

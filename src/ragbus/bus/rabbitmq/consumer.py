@@ -34,6 +34,7 @@ from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
 from ragbus.bus.rabbitmq.publisher import Publisher, build_message
 from ragbus.bus.rabbitmq.topology import Declarer, Topology
+from ragbus.errors import QueueFullError
 
 logger = logging.getLogger(__name__)
 
@@ -363,7 +364,7 @@ class Consumers:
         )
         try:
             await self.publisher.to_queue(subscription.queue_name, copy)
-        except (BusError, RuntimeError) as exc:
+        except (BusError, QueueFullError, RuntimeError) as exc:
             logger.warning(
                 "stage %s: requeue by republish failed (%r); requeueing by nack",
                 subscription.name,

@@ -4,8 +4,11 @@ Every message the bus sends is built by :func:`build_message`. Publishes go thro
 channel with publisher confirms, ``mandatory=True`` and ``on_return_raises=True``
 (without it aio-pika ignores a returned message); confirms are pipelined, so concurrent
 publishes do not wait for each other. The broker's answers become the bus's errors:
-a returned message is :class:`~ragbus.bus.errors.UnroutableError`, a nack or a lost
-connection :class:`~ragbus.bus.errors.PublishNotConfirmedError`.
+a returned message is :class:`~ragbus.bus.errors.UnroutableError`, a lost connection
+:class:`~ragbus.bus.errors.PublishNotConfirmedError`, and a nack (a bounded stage queue
+is full: ``x-overflow: reject-publish``) is backpressure: the publish backs off and
+tries again for as long as its budget allows (:mod:`ragbus.bus.backpressure`), then
+raises :class:`~ragbus.errors.QueueFullError`.
 
 The channel is reopened on demand: a publish that finds it closed (the connection was
 lost, or the broker closed the channel) waits up to :data:`RECONNECT_WAIT_S` seconds for
@@ -21,8 +24,15 @@ from typing import Any, Final
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode, ExchangeType
+from aiormq import spec
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
 
+from ragbus.bus.backpressure import (
+    DEFAULT_QUEUE_FULL_WAIT_S,
+    Refused,
+    until_accepted,
+    wait_budget,
+)
 from ragbus.bus.base import check_publish_options
 from ragbus.bus.errors import BusError, PublishNotConfirmedError, UnroutableError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
@@ -110,11 +120,20 @@ class Publisher:
     Parameters:
         connection: the bus's connection.
         topology: where events go (the exchange; stage, retry and dead-letter queues).
+        queue_full_wait_s: how long a publish refused by a full queue keeps trying, in
+            seconds, at most until the event's deadline (default 5).
     """
 
-    def __init__(self, connection: BrokerConnection, topology: Topology) -> None:
+    def __init__(
+        self,
+        connection: BrokerConnection,
+        topology: Topology,
+        *,
+        queue_full_wait_s: float = DEFAULT_QUEUE_FULL_WAIT_S,
+    ) -> None:
         self.connection = connection
         self.topology = topology
+        self.queue_full_wait_s = queue_full_wait_s
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._reopening = asyncio.Lock()
@@ -184,6 +203,13 @@ class Publisher:
         the same channel, so a stage's transient events reach a listener before the
         outputs it publishes next.
 
+        A stage queue that is full refuses the message (a nack): the publish tries again
+        with backoff for up to ``queue_full_wait_s`` seconds or until the event's
+        deadline, whichever comes first, then raises
+        :class:`~ragbus.errors.QueueFullError`. For an event that several stages consume,
+        each try goes to all of them (the broker cannot say which refused it): a stage
+        may receive it twice and drops the copy by event id.
+
         Parameters:
             envelope: the event.
             stage: only this stage (default: every stage consuming the type).
@@ -203,28 +229,49 @@ class Publisher:
             return
         message = envelope_message(envelope)
         if stage is None:
-            _, exchange = await self._ready()
-            await self._send(exchange, envelope.type, message)
-        elif delay is None:
-            await self.to_queue(self.topology.stage_queue(stage), message)
+            where = f"a queue of the stages consuming {envelope.type!r}"
+
+            async def send() -> None:
+                _, exchange = await self._ready()
+                await self._send(exchange, envelope.type, message)
+
         else:
-            await self.to_queue(self.topology.retry_queue_for(stage, delay), message)
+            queue = (
+                self.topology.stage_queue(stage)
+                if delay is None
+                else self.topology.retry_queue_for(stage, delay)
+            )
+            where = f"queue {queue!r}"
+
+            async def send() -> None:
+                channel, _ = await self._ready()
+                await self._send(channel.default_exchange, queue, message)
+
+        await until_accepted(
+            send, budget=wait_budget(envelope, self.queue_full_wait_s), where=where
+        )
 
     async def to_queue(self, queue: str, message: aio_pika.Message) -> None:
         """Publish ``message`` to ``queue`` only (the default exchange), confirmed and
-        ``mandatory``: :class:`UnroutableError` when the queue does not exist.
+        ``mandatory``, once: :class:`UnroutableError` when the queue does not exist,
+        :class:`~ragbus.errors.QueueFullError` at once when it is full.
 
         Parameters:
             queue: the queue's name (a stage, retry or dead-letter queue).
             message: the message (see :func:`build_message`).
         """
         channel, _ = await self._ready()
-        await self._send(channel.default_exchange, queue, message)
+        await until_accepted(
+            lambda: self._send(channel.default_exchange, queue, message),
+            budget=0,
+            where=f"queue {queue!r}",
+        )
 
     async def _send(
         self, exchange: AbstractExchange, routing_key: str, message: aio_pika.Message
     ) -> None:
-        """Publish with confirm and ``mandatory``; translate the broker's answers."""
+        """Publish with confirm and ``mandatory``; translate the broker's answers (a nack
+        is :class:`~ragbus.bus.backpressure.Refused`)."""
         try:
             await exchange.publish(message, routing_key, mandatory=True)
         except PublishError as exc:
@@ -233,6 +280,9 @@ class Publisher:
                 f"(exchange {exchange.name!r}, routing key {routing_key!r})"
             ) from exc
         except DeliveryError as exc:
+            if isinstance(exc.frame, spec.Basic.Nack):
+                # the one nack a bounded queue sends: x-overflow reject-publish, full
+                raise Refused(routing_key) from exc
             raise PublishNotConfirmedError(f"the broker refused the message: {exc!r}") from exc
         except _NOT_CONFIRMED as exc:
             raise PublishNotConfirmedError(f"publish not confirmed: {exc!r}") from exc

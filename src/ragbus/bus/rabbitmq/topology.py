@@ -4,8 +4,10 @@ Other services rely on it (see ``docs/rabbitmq.md``), so it lives in one place:
 
 - one durable topic exchange, ``<exchange>``; the routing key is the event type;
 - per stage, a durable quorum queue ``<prefix>.<stage>`` bound to the event types the
-  stage consumes, with ``x-delivery-limit`` and dead-lettering to the stage's DLQ;
-- per stage, a durable quorum dead-letter queue ``<prefix>.<stage>.dlq``;
+  stage consumes, bounded (``x-max-length``; a publish to a full one is refused,
+  ``x-overflow: reject-publish``), with ``x-delivery-limit`` and dead-lettering, at
+  least once, to the stage's DLQ;
+- per stage, a durable quorum dead-letter queue ``<prefix>.<stage>.dlq`` (unbounded);
 - per stage and delay tier, a durable quorum retry queue
   ``<prefix>.<stage>.retry.<milliseconds>`` whose messages expire after the tier's
   delay and are dead-lettered (at least once) to ``<prefix>.<stage>`` only;
@@ -31,6 +33,7 @@ from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
+from ragbus.bus.backpressure import DEFAULT_QUEUE_MAX_LENGTH
 from ragbus.bus.base import QueueStats
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
@@ -80,6 +83,8 @@ class Topology:
             many nodes hold a copy (default 3; the broker uses every node when the
             cluster has fewer). The broker checks it at every declaration like the other
             arguments, so every process of a deployment must use the same value.
+        max_length: ``x-max-length`` of each stage queue: events waiting at most; a
+            publish beyond it is refused (default 1000). Checked like the others.
     """
 
     exchange: str
@@ -87,6 +92,7 @@ class Topology:
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     delay_tiers: tuple[float, ...] = DEFAULT_DELAY_TIERS
     quorum_group_size: int = DEFAULT_QUORUM_GROUP_SIZE
+    max_length: int = DEFAULT_QUEUE_MAX_LENGTH
 
     def stage_queue(self, stage: str) -> str:
         """``<prefix>.<stage>``: where the stage's events wait."""
@@ -119,12 +125,20 @@ class Topology:
         return {"x-queue-type": "quorum", "x-quorum-initial-group-size": self.quorum_group_size}
 
     def stage_arguments(self, stage: str) -> dict[str, Any]:
-        """Arguments of the stage queue: quorum, delivery limit, dead-lettering to the DLQ."""
+        """Arguments of the stage queue: quorum, delivery limit, bounded to
+        :attr:`max_length` with ``reject-publish`` (a publisher is refused instead of
+        piling messages up: backpressure), and dead-lettering to the DLQ at least once
+        (the broker keeps a message until the DLQ has confirmed it; quorum queues allow
+        it only with ``reject-publish``, and the DLQ has no bound, so it always takes
+        it)."""
         return {
             **self.replicated(),
             "x-delivery-limit": self.delivery_limit,
+            "x-max-length": self.max_length,
+            "x-overflow": "reject-publish",
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.dead_letter_queue(stage),
+            "x-dead-letter-strategy": "at-least-once",
         }
 
     def dead_letter_arguments(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from starlette.responses import JSONResponse, Response
 
 from ragbus.bus.errors import BusError
 from ragbus.client import AnswerTimeout
-from ragbus.gateway.errors import RequestError, bus_unavailable
+from ragbus.errors import QueueFullError
+from ragbus.gateway.errors import RequestError, bus_unavailable, queue_full
 from ragbus.gateway.models import AnswerBody, AskRequest
 from ragbus.gateway.requests import ClientGone, parse_body, until_disconnected
 from ragbus.gateway.state import gateway_state
@@ -21,7 +22,8 @@ async def ask(request: Request) -> Response:
     The body is an :class:`~ragbus.gateway.models.AskRequest`; the answer is an
     :class:`~ragbus.gateway.models.AnswerBody`. 415 unless the body is declared JSON;
     422 names each invalid field; 429 beyond the client's rate limit or the cap on open
-    asks; 504 when no answer came within the timeout; 503 when the bus refused the
+    asks, or when the pipeline's queues are full (``queue_full``, with ``Retry-After``);
+    504 when no answer came within the timeout; 503 when the bus refused the
     question (the reason goes to the log, not to the caller). A client that disconnects
     stops the wait.
     """
@@ -39,6 +41,8 @@ async def ask(request: Request) -> Response:
             )
         except AnswerTimeout as exc:
             raise RequestError(504, "timeout", str(exc)) from None
+        except QueueFullError as exc:
+            raise queue_full(exc) from None
         except BusError as exc:
             raise bus_unavailable("the bus refused the question", exc) from None
         except ClientGone:

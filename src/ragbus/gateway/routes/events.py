@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ragbus.bus.errors import BusError, UnroutableError
-from ragbus.gateway.errors import RequestError, bus_unavailable
+from ragbus.errors import QueueFullError
+from ragbus.gateway.errors import RequestError, bus_unavailable, queue_full
 from ragbus.gateway.models import Accepted
 from ragbus.gateway.requests import json_body
 from ragbus.gateway.state import gateway_state
@@ -21,8 +22,9 @@ async def publish_event(request: Request) -> Response:
     ``replays`` and ``created_at`` itself and clamps ``deadline`` (see
     :mod:`ragbus.gateway.intake`); the response names the id it gave. 403 for a type
     this gateway does not accept; 415 unless the body is declared JSON; 422 names what
-    is invalid (or that no stage consumes the type); 429 beyond the client's rate limit;
-    503 when the bus did not take it.
+    is invalid (or that no stage consumes the type); 429 beyond the client's rate limit,
+    or when the stage queues are full (``queue_full``, with ``Retry-After``); 503 when the
+    bus did not take it.
     """
     state = gateway_state(request)
     await state.check_rate(request)
@@ -32,6 +34,8 @@ async def publish_event(request: Request) -> Response:
         await client.publish(envelope)
     except UnroutableError as exc:
         raise RequestError(422, "unroutable", str(exc)) from None
+    except QueueFullError as exc:
+        raise queue_full(exc) from None
     except BusError as exc:
         raise bus_unavailable("the bus did not take the event", exc) from None
     accepted = Accepted(id=envelope.id, type=envelope.type, correlation_id=envelope.correlation)
