@@ -1,0 +1,215 @@
+"""``ragbus worker --processes N``: N worker processes on this host and one ``/metrics``.
+
+The command becomes a supervisor: it starts N ``ragbus worker --processes 1`` children
+(each its own event loop, its own broker connection, its own core), restarts one that
+dies (:class:`~ragbus.process_pool.ProcessPool`), and on SIGTERM or Ctrl-C forwards the
+signal and waits for every child to drain. It serves ``/healthz`` and ``/metrics`` for
+all of them: the children write their metrics to files in a private temporary folder
+(prometheus-client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``), the supervisor
+sums them (counters and histograms over every child that ever ran, gauges over the
+live ones) and deletes the folder when it stops.
+
+The memory bus lives inside one process, so a pool needs RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from ragbus.cli_common import ExitCode
+from ragbus.config import BusKind, Settings
+from ragbus.errors import ConfigurationError
+from ragbus.ops_http import ops_endpoints_in
+from ragbus.pipeline import Pipeline
+from ragbus.process_pool import ProcessPool, child_command
+
+logger = logging.getLogger(__name__)
+
+#: The variable prometheus-client reads to write its metrics to files.
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Exit codes of a worker that a restart would only repeat: a wrong command line or
+#: setting, a broker not reachable within ``RAGBUS_CONNECT_TIMEOUT_S``; the pool stops
+#: and exits with the same code.
+FATAL_EXIT_CODES = frozenset({ExitCode.USAGE, ExitCode.CONFIGURATION, ExitCode.UNAVAILABLE})
+
+
+def pool_size(requested: int | None, settings: Settings) -> int:
+    """How many worker processes to run: ``requested`` (``--processes``), else
+    ``RAGBUS_WORKER_PROCESSES``, else one per core. More than one on the memory bus is a
+    :class:`~ragbus.errors.ConfigurationError`: its queues live inside one process."""
+    count = requested or settings.worker_processes or os.cpu_count() or 1
+    if count > 1 and settings.bus is BusKind.MEMORY and requested is not None:
+        raise ConfigurationError(
+            f"--processes {count} needs a shared bus: the memory bus lives inside one "
+            "process and cannot share work between processes; use --bus rabbitmq"
+        )
+    return count
+
+
+class PoolMetrics:
+    """The metrics of every process writing to ``directory``, summed on each render.
+
+    Parameters:
+        directory: the children's ``PROMETHEUS_MULTIPROC_DIR``.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.registry = CollectorRegistry()
+        MultiProcessCollector(self.registry, path=str(directory))  # type: ignore[no-untyped-call]
+
+    def render(self) -> bytes:
+        """The summed metrics in Prometheus's text format."""
+        return generate_latest(self.registry)
+
+    def consuming(self) -> int:
+        """How many live children consume their stages (``ragbus_worker_consuming``)."""
+        for family in self.registry.collect():
+            if family.name == "ragbus_worker_consuming":
+                return int(sum(sample.value for sample in family.samples))
+        return 0
+
+    def process_exited(self, pid: int) -> None:
+        """Drop the live gauges of process ``pid`` (in-flight events, consuming)."""
+        mark_process_dead(pid, str(self.directory))  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """A private temporary folder for the children's metric files, deleted afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="ragbus-metrics-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def child_environment(
+    settings: Settings, number: int, metrics: Path, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Worker ``number``'s environment: this process's (or ``base``), with its own
+    ``RAGBUS_WORKER_ID`` (``<id>-<number>``, so dead letters name it), the settings the
+    command line may have overridden (bus, app, concurrency, corpus), and the metrics
+    folder."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        RAGBUS_WORKER_ID=f"{settings.worker_id}-{number}",
+        RAGBUS_WORKER_PROCESSES="1",
+        RAGBUS_BUS=settings.bus.value,
+        RAGBUS_APP=settings.app,
+        RAGBUS_CONCURRENCY=str(settings.concurrency),
+    )
+    if settings.corpus is not None:
+        env["RAGBUS_CORPUS"] = str(settings.corpus)
+    env[MULTIPROC_DIR_VARIABLE] = str(metrics)
+    return env
+
+
+async def run_worker_pool(
+    settings: Settings,
+    pipeline: Pipeline,
+    *,
+    stages: str,
+    count: int,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    ops_endpoints: bool = True,
+    verbose: bool = False,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Supervise ``count`` workers serving ``stages`` until SIGTERM/SIGINT (or ``stop``),
+    then drain them; the exit code (0 when every worker drained cleanly).
+
+    Parameters:
+        settings: this command's settings; the workers get the same (see
+            :func:`child_environment`) and ``shutdown_grace_s`` is the drain timeout.
+        pipeline: the pipeline (named in the health report).
+        stages: the ``--stages`` of every worker (``all`` or a comma-separated list).
+        count: how many worker processes.
+        host: interface of the ops endpoints (default 127.0.0.1).
+        port: port of ``/healthz`` and ``/metrics`` (as for one worker; default None:
+            9100, or a free port when it is taken).
+        ops_endpoints: serve ``/healthz`` and ``/metrics`` (default true).
+        verbose: the workers log what happens (default false).
+        stop: an event that ends the pool like a signal does (default: signals only).
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    arguments = ["worker", "--processes", "1", "--port", "-1", "--stages", stages]
+    arguments += ["--verbose"] if verbose else []
+    try:
+        with metrics_directory() as directory:
+            metrics = PoolMetrics(directory)
+            pool = ProcessPool(
+                lambda number: child_command(arguments),
+                count,
+                lambda number: child_environment(settings, number, directory),
+                drain_s=settings.shutdown_grace_s,
+                on_exit=metrics.process_exited,
+                fatal=FATAL_EXIT_CODES,
+            )
+
+            def health() -> dict[str, object]:
+                consuming = metrics.consuming()
+                return {
+                    "ok": consuming >= count and len(pool.pids) == count,
+                    "app": pipeline.name,
+                    "stages": stages,
+                    "worker_id": settings.worker_id,
+                    "processes": count,
+                    "consuming": consuming,
+                    "pids": pool.pids,
+                    "restarts": pool.restarts,
+                }
+
+            async with contextlib.AsyncExitStack() as stack:
+                where = await ops_endpoints_in(
+                    stack, health, metrics, host=host, port=port, enabled=ops_endpoints
+                )
+                await pool.start()
+                try:
+                    logger.warning(
+                        "worker pool %s: %d processes serving %s:%s on the %s bus (pids %s); %s",
+                        settings.worker_id,
+                        count,
+                        pipeline.name,
+                        stages,
+                        settings.bus.value,
+                        " ".join(map(str, pool.pids)),
+                        where,
+                    )
+                    await _first(stop, pool.failed)
+                    logger.warning(
+                        "worker pool %s stopping: %d processes draining", settings.worker_id, count
+                    )
+                finally:
+                    # also when this task is cancelled: no child is left running
+                    code = await pool.drain()
+                return code
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
