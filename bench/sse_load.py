@@ -29,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from ragbus.config import Settings
+
 QUESTIONS = (
     "How does ragbus handle a failed event?",
     "What does a dead letter record?",
@@ -147,8 +149,11 @@ async def _wait_ready(http: httpx.AsyncClient, process: asyncio.subprocess.Proce
             await asyncio.sleep(0.1)
 
 
-async def run(clients: int, lm_latency_ms: float, timeout: float) -> dict[str, Any]:
-    """Start a gateway, measure one stream alone and then ``clients`` at once."""
+async def run(
+    clients: int, lm_latency_ms: float, timeout: float, chunk_ms: float
+) -> dict[str, Any]:
+    """Start a gateway, measure one stream alone and then ``clients`` at once; its
+    generate stage gathers the tokens of ``chunk_ms`` into one event."""
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="ragbus-sse-load-")
     environment = {
@@ -162,6 +167,7 @@ async def run(clients: int, lm_latency_ms: float, timeout: float) -> dict[str, A
         "RAGBUS_GATEWAY_MAX_STREAMS": str(max(clients, 16)),
         "RAGBUS_GATEWAY_MAX_PER_CLIENT": str(max(clients, 16)),
         "RAGBUS_GATEWAY_RATE_LIMIT": "",
+        "RAGBUS_STREAM_CHUNK_MS": str(chunk_ms),
     }
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "ragbus.cli", "serve", "--port", str(port)),
@@ -203,10 +209,16 @@ async def run(clients: int, lm_latency_ms: float, timeout: float) -> dict[str, A
             await process.wait()
     return {
         "command": " ".join(
-            ["bench/sse_load.py", f"--clients {clients}", f"--lm-latency-ms {lm_latency_ms:g}"]
+            [
+                "bench/sse_load.py",
+                f"--clients {clients}",
+                f"--lm-latency-ms {lm_latency_ms:g}",
+                f"--chunk-ms {chunk_ms:g}",
+            ]
         ),
         "machine": _machine(),
         "lm_latency_ms": lm_latency_ms,
+        "chunk_ms": chunk_ms,
         "alone": baseline,
         "loaded": loaded,
     }
@@ -242,11 +254,20 @@ def main() -> None:
         "--lm-latency-ms", type=float, default=500.0, help="simulated latency of each LM call"
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per stream")
+    parser.add_argument(
+        "--chunk-ms",
+        type=float,
+        default=Settings.model_fields["stream_chunk_ms"].default,
+        help="RAGBUS_STREAM_CHUNK_MS of the gateway (default: its default; 0: one token "
+        "event per LM delta)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     arguments = parser.parse_args()
     if not 1 <= arguments.clients <= 2000:
         parser.error("--clients must be 1..2000")
-    results = asyncio.run(run(arguments.clients, arguments.lm_latency_ms, arguments.timeout))
+    results = asyncio.run(
+        run(arguments.clients, arguments.lm_latency_ms, arguments.timeout, arguments.chunk_ms)
+    )
     if arguments.json:
         print(json.dumps(results, indent=2))
         return

@@ -489,6 +489,17 @@ def serve(
             "authenticates); env RAGBUS_GATEWAY_ALLOW_UNAUTHENTICATED.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=256,
+            help="Gateway processes sharing the port (RabbitMQ only beyond 1); env "
+            "RAGBUS_GATEWAY_WORKERS (default 1).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
     """Serve the HTTP gateway: a chat page on /, /v1/ask, /v1/ask/stream (SSE), /v1/ws
@@ -513,8 +524,13 @@ def serve(
         gateway_host=host,
         gateway_port=port,
         gateway_allow_unauthenticated=allow_unauthenticated,
+        gateway_workers=workers,
         app=app,
     )
+    if settings.gateway_workers > 1:
+        from ragbus.gateway.pool import run_gateway_pool
+
+        raise typer.Exit(run(run_gateway_pool(settings, settings.gateway_workers, verbose=verbose)))
     try:
         check_exposure(settings, settings.gateway_host)
     except ConfigurationError as exc:

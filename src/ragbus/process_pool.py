@@ -24,6 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ragbus.cli_common import ExitCode
+from ragbus.config import Settings
+
 logger = logging.getLogger(__name__)
 
 #: Seconds before the first restart of a child that died.
@@ -41,10 +44,31 @@ STABLE_AFTER_S: Final = 30.0
 EXIT_MARGIN_S: Final = 5.0
 
 
+#: Exit codes of a ``ragbus`` child that a restart would only repeat: a wrong command
+#: line or setting, a broker not reachable within ``RAGBUS_CONNECT_TIMEOUT_S``.
+FATAL_EXIT_CODES: Final = frozenset({ExitCode.USAGE, ExitCode.CONFIGURATION, ExitCode.UNAVAILABLE})
+
+
 def child_command(arguments: Sequence[str]) -> list[str]:
     """``python -m ragbus.pool_child <this pid> ARGUMENTS``: ``ragbus ARGUMENTS`` run
     with this interpreter, as a child that stops when this process dies."""
     return [sys.executable, "-m", "ragbus.pool_child", str(os.getpid()), *arguments]
+
+
+def settings_environment(settings: Settings, number: int) -> dict[str, str]:
+    """The environment of child ``number``: this process's, with its own
+    ``RAGBUS_WORKER_ID`` (``<id>-<number>``, so dead letters name it) and the settings a
+    command line may have overridden (bus, app, concurrency, corpus)."""
+    env = dict(os.environ)
+    env.update(
+        RAGBUS_WORKER_ID=f"{settings.worker_id}-{number}",
+        RAGBUS_BUS=settings.bus.value,
+        RAGBUS_APP=settings.app,
+        RAGBUS_CONCURRENCY=str(settings.concurrency),
+    )
+    if settings.corpus is not None:
+        env["RAGBUS_CORPUS"] = str(settings.corpus)
+    return env
 
 
 def restart_delay(deaths_in_a_row: int) -> float:
@@ -79,7 +103,8 @@ class ProcessPool:
             (default none), e.g. to drop its live metrics.
         fatal: exit codes that a restart would only repeat (a wrong setting, a broker
             that cannot be reached within the connect timeout): a child exiting with one
-            ends the pool with that code, see :attr:`failed` (default none).
+            ends the pool with that code, see :attr:`failed` (default
+            :data:`FATAL_EXIT_CODES`).
     """
 
     def __init__(
@@ -91,7 +116,7 @@ class ProcessPool:
         name: str = "worker",
         drain_s: float = 30.0,
         on_exit: Callable[[int], None] | None = None,
-        fatal: frozenset[int] = frozenset(),
+        fatal: frozenset[int] = FATAL_EXIT_CODES,
     ) -> None:
         if count < 1:
             raise ValueError(f"a pool needs at least one process, not {count}")
@@ -168,6 +193,15 @@ class ProcessPool:
                 return
             self.children[number] = Child(number, await self._spawn(number), deaths_in_a_row=deaths)
             self.restarts += 1
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Return once ``stop`` is set or a child exited with a :attr:`fatal` code."""
+        waits = [asyncio.ensure_future(event.wait()) for event in (stop, self.failed)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _exited(self, pid: int) -> None:
         if self.on_exit is not None:

@@ -21,28 +21,22 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from ragbus.cli_common import ExitCode
 from ragbus.config import BusKind, Settings
 from ragbus.errors import ConfigurationError
 from ragbus.ops_http import ops_endpoints_in
 from ragbus.pipeline import Pipeline
-from ragbus.process_pool import ProcessPool, child_command
+from ragbus.process_pool import ProcessPool, child_command, settings_environment
 
 logger = logging.getLogger(__name__)
 
 #: The variable prometheus-client reads to write its metrics to files.
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-
-#: Exit codes of a worker that a restart would only repeat: a wrong command line or
-#: setting, a broker not reachable within ``RAGBUS_CONNECT_TIMEOUT_S``; the pool stops
-#: and exits with the same code.
-FATAL_EXIT_CODES = frozenset({ExitCode.USAGE, ExitCode.CONFIGURATION, ExitCode.UNAVAILABLE})
 
 
 def pool_size(requested: int | None, settings: Settings) -> int:
@@ -96,23 +90,12 @@ def metrics_directory() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def child_environment(
-    settings: Settings, number: int, metrics: Path, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Worker ``number``'s environment: this process's (or ``base``), with its own
-    ``RAGBUS_WORKER_ID`` (``<id>-<number>``, so dead letters name it), the settings the
-    command line may have overridden (bus, app, concurrency, corpus), and the metrics
-    folder."""
-    env = dict(os.environ if base is None else base)
-    env.update(
-        RAGBUS_WORKER_ID=f"{settings.worker_id}-{number}",
-        RAGBUS_WORKER_PROCESSES="1",
-        RAGBUS_BUS=settings.bus.value,
-        RAGBUS_APP=settings.app,
-        RAGBUS_CONCURRENCY=str(settings.concurrency),
-    )
-    if settings.corpus is not None:
-        env["RAGBUS_CORPUS"] = str(settings.corpus)
+def child_environment(settings: Settings, number: int, metrics: Path) -> dict[str, str]:
+    """Worker ``number``'s environment (see
+    :func:`~ragbus.process_pool.settings_environment`), one process each, writing its
+    metrics to the folder ``metrics``."""
+    env = settings_environment(settings, number)
+    env.update(RAGBUS_WORKER_PROCESSES="1")
     env[MULTIPROC_DIR_VARIABLE] = str(metrics)
     return env
 
@@ -160,7 +143,6 @@ async def run_worker_pool(
                 lambda number: child_environment(settings, number, directory),
                 drain_s=settings.shutdown_grace_s,
                 on_exit=metrics.process_exited,
-                fatal=FATAL_EXIT_CODES,
             )
 
             def health() -> dict[str, object]:
@@ -192,7 +174,7 @@ async def run_worker_pool(
                         " ".join(map(str, pool.pids)),
                         where,
                     )
-                    await _first(stop, pool.failed)
+                    await pool.wait(stop)
                     logger.warning(
                         "worker pool %s stopping: %d processes draining", settings.worker_id, count
                     )
@@ -203,13 +185,3 @@ async def run_worker_pool(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Return once any of ``events`` is set."""
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()

@@ -119,17 +119,22 @@ async def test_sigterm_drains_every_worker_of_a_pool(
         await bus.close()
 
 
-def test_a_pool_on_the_memory_bus_is_a_clear_error(tmp_path: Path) -> None:
+def run_without_settings(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``ragbus ARGUMENTS`` as a subprocess in ``directory``, with no ``RAGBUS_`` setting."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RAGBUS_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "ragbus.cli", "worker", "--processes", "2", "--bus", "memory"],
+    return subprocess.run(
+        [sys.executable, "-m", "ragbus.cli", *arguments],
         env=environment,
-        cwd=tmp_path,
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_pool_on_the_memory_bus_is_a_clear_error(tmp_path: Path) -> None:
+    done = run_without_settings(tmp_path, "worker", "--processes", "2", "--bus", "memory")
     assert done.returncode == 3, done.stderr
     assert done.stderr.strip() == (
         "error: --processes 2 needs a shared bus: the memory bus lives inside one process "

@@ -271,6 +271,12 @@ class Settings(BaseSettings):
         le=256,
         description="gateway: processes serving the port (RabbitMQ bus only beyond 1)",
     )
+    gateway_reuse_port: bool = Field(
+        default=False,
+        description="gateway: bind with SO_REUSEPORT, so that several gateway processes "
+        "share the port and the kernel spreads connections over them (`serve --workers` "
+        "sets it for its processes)",
+    )
     gateway_max_body_bytes: int = Field(
         default=65_536, ge=1024, description="gateway: largest request body or WebSocket message"
     )
