@@ -18,25 +18,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from ragbus.config import BusKind, Settings
 from ragbus.errors import ConfigurationError
 from ragbus.ops_http import ops_endpoints_in
 from ragbus.pipeline import Pipeline
+from ragbus.pool_metrics import MULTIPROC_DIR_VARIABLE, PoolMetrics, metrics_directory
 from ragbus.process_pool import ProcessPool, child_command, settings_environment
 
 logger = logging.getLogger(__name__)
-
-#: The variable prometheus-client reads to write its metrics to files.
-MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def pool_size(requested: int | None, settings: Settings) -> int:
@@ -50,44 +42,6 @@ def pool_size(requested: int | None, settings: Settings) -> int:
             "process and cannot share work between processes; use --bus rabbitmq"
         )
     return count
-
-
-class PoolMetrics:
-    """The metrics of every process writing to ``directory``, summed on each render.
-
-    Parameters:
-        directory: the children's ``PROMETHEUS_MULTIPROC_DIR``.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=str(directory))  # type: ignore[no-untyped-call]
-
-    def render(self) -> bytes:
-        """The summed metrics in Prometheus's text format."""
-        return generate_latest(self.registry)
-
-    def consuming(self) -> int:
-        """How many live children consume their stages (``ragbus_worker_consuming``)."""
-        for family in self.registry.collect():
-            if family.name == "ragbus_worker_consuming":
-                return int(sum(sample.value for sample in family.samples))
-        return 0
-
-    def process_exited(self, pid: int) -> None:
-        """Drop the live gauges of process ``pid`` (in-flight events, consuming)."""
-        mark_process_dead(pid, str(self.directory))  # type: ignore[no-untyped-call]
-
-
-@contextlib.contextmanager
-def metrics_directory() -> Iterator[Path]:
-    """A private temporary folder for the children's metric files, deleted afterwards."""
-    directory = Path(tempfile.mkdtemp(prefix="ragbus-metrics-"))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def child_environment(settings: Settings, number: int, metrics: Path) -> dict[str, str]:
@@ -146,7 +100,7 @@ async def run_worker_pool(
             )
 
             def health() -> dict[str, object]:
-                consuming = metrics.consuming()
+                consuming = int(metrics.value("ragbus_worker_consuming"))
                 return {
                     "ok": consuming >= count and len(pool.pids) == count,
                     "app": pipeline.name,

@@ -14,7 +14,7 @@ from tests.gateway.conftest import QUESTION, parse_sse
 from tests.polling import wait_until
 from tests.process.test_serve import GATEWAY_LINE, free_port
 from tests.process.test_worker_pool import run_without_settings
-from tests.process.workers import Workers, ragbus_command
+from tests.process.workers import Metrics, Workers, ragbus_command
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -53,6 +53,10 @@ async def test_two_gateway_processes_share_a_port_and_answer(workers: Workers) -
     assert all(response.json()["answer"].strip() for response in answers)
     async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as http:
         streamed = await http.post("/v1/ask/stream", json={"question": QUESTION})
+        # whichever process answers the scrape, it counts the asks of both
+        scraped = [Metrics.parse((await http.get("/metrics")).text) for _ in range(4)]
+    for metrics in scraped:
+        assert metrics.value("ragbus_gateway_requests_total", route="/v1/ask") == 12
     events = parse_sse(streamed.text)
     tokens = [data["text"] for name, data in events if name == "token"]
     [answer] = [data["answer"] for name, data in events if name == "answer"]
@@ -62,6 +66,7 @@ async def test_two_gateway_processes_share_a_port_and_answer(workers: Workers) -
     assert "Traceback" not in gateway.log
 
 
+@pytest.mark.slow  # starts Python and imports ragbus: seconds on a busy machine
 def test_gateway_processes_on_the_memory_bus_are_a_clear_error(tmp_path: Path) -> None:
     done = run_without_settings(tmp_path, "serve", "--workers", "2", "--port", "0")
     assert done.returncode == 3, done.stderr

@@ -133,6 +133,7 @@ def run_without_settings(directory: Path, *arguments: str) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow  # starts Python and imports ragbus: seconds on a busy machine
 def test_a_pool_on_the_memory_bus_is_a_clear_error(tmp_path: Path) -> None:
     done = run_without_settings(tmp_path, "worker", "--processes", "2", "--bus", "memory")
     assert done.returncode == 3, done.stderr

@@ -10,8 +10,9 @@ that dies is restarted; SIGTERM or Ctrl-C drains every one (open requests finish
 
 The processes share nothing but the bus, so they need RabbitMQ (and workers): on the
 memory bus each would run its own pipeline, with its own dead letters and no shared
-work. A WebSocket chat session lives in the process that holds its connection; a
-request's ``/metrics`` comes from the process that answered it.
+work. A WebSocket chat session lives in the process that holds its connection.
+``/metrics``, whichever process answers it, sums the gateway metrics of all of them
+(:mod:`ragbus.pool_metrics`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 from ragbus.config import BusKind, Settings
 from ragbus.errors import ConfigurationError
 from ragbus.gateway.exposure import check_exposure
 from ragbus.gateway.server import bind_gateway_socket
+from ragbus.pool_metrics import MULTIPROC_DIR_VARIABLE, PoolMetrics, metrics_directory
 from ragbus.process_pool import ProcessPool, child_command, settings_environment
 
 logger = logging.getLogger(__name__)
@@ -39,10 +42,14 @@ def check_gateway_workers(settings: Settings, count: int) -> None:
         )
 
 
-def gateway_environment(settings: Settings, number: int, port: int) -> dict[str, str]:
+def gateway_environment(
+    settings: Settings, number: int, port: int, metrics: Path
+) -> dict[str, str]:
     """Gateway process ``number``'s environment: the parent's settings, one process that
-    binds ``port`` with ``SO_REUSEPORT``."""
+    binds ``port`` with ``SO_REUSEPORT`` and writes its metrics to the folder
+    ``metrics``."""
     env = settings_environment(settings, number)
+    env[MULTIPROC_DIR_VARIABLE] = str(metrics)
     env.update(
         RAGBUS_GATEWAY_WORKERS="1",
         RAGBUS_GATEWAY_REUSE_PORT="true",
@@ -77,15 +84,16 @@ async def run_gateway_pool(settings: Settings, count: int, *, verbose: bool = Fa
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    with held:
+    with held, metrics_directory() as directory:
         port = int(held.getsockname()[1])
         arguments = ["serve", *(["--verbose"] if verbose else [])]
         pool = ProcessPool(
             lambda number: child_command(arguments),
             count,
-            lambda number: gateway_environment(settings, number, port),
+            lambda number: gateway_environment(settings, number, port, directory),
             name="gateway",
             drain_s=settings.shutdown_grace_s,
+            on_exit=PoolMetrics(directory).process_exited,
         )
         try:
             await pool.start()
