@@ -16,15 +16,46 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 #: The variable prometheus-client reads to write its metrics to files.
 MULTIPROC_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+#: Bytes of a metrics file's header (its used length); a shorter file is being created.
+_FILE_HEADER_BYTES: Final = 8
+
+
+class SettledFilesCollector:
+    """prometheus-client's multiprocess collector, without the files still being created.
+
+    A process creates its file empty and then sizes it; ``MultiProcessCollector``
+    reads every file it finds and fails with ``struct.error`` on an empty one, so a
+    scrape just as a worker starts or restarts would fail. This one merges the files
+    that have their header (through the same public ``merge``).
+
+    Parameters:
+        directory: the processes' ``PROMETHEUS_MULTIPROC_DIR``.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        """The merged metrics of every settled file."""
+        files = []
+        for path in self.directory.glob("*.db"):
+            with contextlib.suppress(FileNotFoundError):  # a dead process's live gauges
+                if path.stat().st_size >= _FILE_HEADER_BYTES:
+                    files.append(str(path))
+        merged: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
 
 
 class PoolMetrics:
@@ -37,7 +68,7 @@ class PoolMetrics:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=str(directory))  # type: ignore[no-untyped-call]
+        self.registry.register(SettledFilesCollector(directory))
 
     def render(self) -> bytes:
         """The summed metrics in Prometheus's text format."""

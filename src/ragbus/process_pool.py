@@ -210,7 +210,7 @@ class ProcessPool:
     async def drain(self) -> int:
         """SIGTERM every child, wait for each to drain (killing it after the drain
         timeout), stop restarting; the exit code: :attr:`failure` after a fatal exit,
-        else 0 when every child exited 0, else 1."""
+        else 0 when every child exited 0 (or, still starting, of the signal), else 1."""
         self._stopping.set()
         children = list(self.children.values())
         for child in children:
@@ -218,7 +218,11 @@ class ProcessPool:
                 child.process.send_signal(signal.SIGTERM)
         codes = await asyncio.gather(*(self._reap(child) for child in children))
         await asyncio.gather(*self._watchers, return_exceptions=True)
-        failed = [(child, code) for child, code in zip(children, codes, strict=True) if code != 0]
+        # a child still starting has no handler yet and dies of the signal itself: it
+        # held nothing, so that is a clean stop too
+        clean = {0, -signal.SIGTERM, -signal.SIGINT}
+        pairs = zip(children, codes, strict=True)
+        failed = [(child, code) for child, code in pairs if code not in clean]
         for child, code in failed if self.failure is None else ():
             logger.warning(
                 "%s %d (pid %d) %s while draining",
