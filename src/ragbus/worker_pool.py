@@ -31,11 +31,19 @@ from ragbus.process_pool import ProcessPool, child_command, settings_environment
 logger = logging.getLogger(__name__)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset,
+    where the platform tells it), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def pool_size(requested: int | None, settings: Settings) -> int:
     """How many worker processes to run: ``requested`` (``--processes``), else
     ``RAGBUS_WORKER_PROCESSES``, else one per core. More than one on the memory bus is a
     :class:`~ragbus.errors.ConfigurationError`: its queues live inside one process."""
-    count = requested or settings.worker_processes or os.cpu_count() or 1
+    count = requested or settings.worker_processes or usable_cores()
     if count > 1 and settings.bus is BusKind.MEMORY and requested is not None:
         raise ConfigurationError(
             f"--processes {count} needs a shared bus: the memory bus lives inside one "
