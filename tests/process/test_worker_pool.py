@@ -119,6 +119,22 @@ async def test_sigterm_drains_every_worker_of_a_pool(
         await bus.close()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_the_workers_of_a_killed_supervisor_drain_and_stop(workers: Workers) -> None:
+    pool = await workers.start(argv=POOL, cache_enabled=False, shutdown_grace_s=5)
+    children = await pool_pids(pool)
+    pool.kill()
+    assert await pool.wait_exit(10) == -9
+
+    def gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in children)
+
+    await wait_until(gone, what="the orphaned workers to stop", timeout=30, report=pool.describe)
+    # the kernel sent them SIGTERM (PR_SET_PDEATHSIG): they drained, not crashed
+    assert pool.log.count("stopping: draining in-flight events") == 2
+
+
 def run_without_settings(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     """``ragbus ARGUMENTS`` as a subprocess in ``directory``, with no ``RAGBUS_`` setting."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RAGBUS_")}
