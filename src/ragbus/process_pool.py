@@ -193,6 +193,8 @@ class ProcessPool:
                 return
             self.children[number] = Child(number, await self._spawn(number), deaths_in_a_row=deaths)
             self.restarts += 1
+            if self._stopping.is_set():  # the drain began while it started: it goes too
+                self.children[number].process.send_signal(signal.SIGTERM)
 
     async def wait(self, stop: asyncio.Event) -> None:
         """Return once ``stop`` is set or a child exited with a :attr:`fatal` code."""
@@ -217,6 +219,10 @@ class ProcessPool:
             if child.process.returncode is None:
                 child.process.send_signal(signal.SIGTERM)
         codes = await asyncio.gather(*(self._reap(child) for child in children))
+        # a restart under way when the drain began: its child was signalled as it
+        # started; wait for it the same way
+        late = [child for child in self.children.values() if child not in children]
+        await asyncio.gather(*(self._reap(child) for child in late))
         await asyncio.gather(*self._watchers, return_exceptions=True)
         # a child still starting has no handler yet and dies of the signal itself: it
         # held nothing, so that is a clean stop too
