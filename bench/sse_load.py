@@ -401,7 +401,7 @@ def main() -> None:
         for result in compared:
             print(
                 f"{result.name}: TTFT p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, "
-                f"{result.errors} failed, CPU {result.cpu_ms_per_query} ms/stream"
+                f"{result.errors} failed, CPU {result.cpu_ms_per_query or 0:.1f} ms/stream"
             )
         return
     if not 1 <= arguments.clients <= 2000:
