@@ -5,7 +5,10 @@
 
 Steps, each a real command run as a subprocess (its exact command line goes into the
 report): the memory-bus benchmark and the RabbitMQ benchmark, each with LM latency 0
-and 200 ms, then 1 worker process against 2 (LM latency 0 and 200 ms). The generated
+and 200 ms, then 1 worker process against 2 and against one ``ragbus worker
+--processes 2`` (LM latency 0 and 200 ms), then the SSE time to first token of 200
+clients (memory bus with and without token chunks, RabbitMQ with 1 and 2 gateway
+processes). The generated
 section of the output file (between the ``bench:results`` markers) is replaced; the
 text around it is kept. The raw results go to ``bench/results/latest.json``.
 
@@ -34,6 +37,11 @@ from ragbus_bench.stats import BenchConfig, BenchResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: SSE clients streaming at once, and the LM latency spread over their deltas, in the
+#: ``sse`` step (issue 15: time to first token p99 under 0.5 s at 200 clients).
+SSE_CLIENTS = 200
+SSE_LM_MS = 500
+
 #: Seconds one step may take before it is stopped and reported as failed.
 STEP_TIMEOUT_S = 600
 
@@ -54,7 +62,8 @@ class Step:
     """One command of the suite.
 
     Parameters:
-        name: ``memory``, ``rabbitmq`` or ``workers`` (what ``--steps`` selects).
+        name: ``memory``, ``rabbitmq``, ``workers`` or ``sse`` (what ``--steps``
+            selects).
         title: the heading of its run in the report.
         argv: the command, relative to the repository (first item run from ``.venv/bin``
             when it is ``ragbus``, else with this Python).
@@ -97,9 +106,15 @@ def suite(queries: int, concurrency: int) -> list[Step]:
     for latency in (0, 200):
         config = BenchConfig(queries=queries, concurrency=concurrency, lm_latency_ms=latency)
         argv = ("bench/workers.py", *load, "--lm-latency-ms", str(latency), "--json")
-        title = f"Worker processes, 1 against 2, LM latency {latency} ms"
+        argv += ("--supervised", "2")
+        title = f"Worker processes, 1 against 2 (and `--processes 2`), LM latency {latency} ms"
         steps.append(Step("workers", title, argv, BusKind.RABBITMQ, config, workers=True))
-    order = {"memory": 0, "rabbitmq": 1, "workers": 2}
+    sse = BenchConfig(queries=SSE_CLIENTS, concurrency=SSE_CLIENTS, lm_latency_ms=SSE_LM_MS)
+    argv = ("bench/sse_load.py", "--compare", "--clients", str(SSE_CLIENTS))
+    argv += ("--lm-latency-ms", str(SSE_LM_MS), "--json")
+    title = f"SSE time to first token, {SSE_CLIENTS} clients, LM {SSE_LM_MS} ms (p50/p99: TTFT)"
+    steps.append(Step("sse", title, argv, BusKind.RABBITMQ, sse, workers=True))
+    order = {"memory": 0, "rabbitmq": 1, "workers": 2, "sse": 3}
     return sorted(steps, key=lambda step: (order[step.name], step.config.lm_latency_ms))
 
 
@@ -156,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", "-c", type=int, default=100, help="default 100")
     parser.add_argument(
         "--steps",
-        default="memory,rabbitmq,workers",
-        help="which steps to run (default memory,rabbitmq,workers)",
+        default="memory,rabbitmq,workers,sse",
+        help="which steps to run (default memory,rabbitmq,workers,sse)",
     )
     parser.add_argument(
         "--output",
@@ -181,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {name.strip() for name in args.steps.split(",") if name.strip()}
     steps = [step for step in suite(args.queries, args.concurrency) if step.name in wanted]
     if not steps:
-        parser.error("--steps selects nothing: use memory, rabbitmq and/or workers")
+        parser.error("--steps selects nothing: use memory, rabbitmq, workers and/or sse")
     started = datetime.now(UTC)
     clock = time.perf_counter()
     machine = machine_facts()

@@ -36,10 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--lm-latency-ms", type=float, default=0.0, help="default 0")
     parser.add_argument("--workers", default="1,2", help="comma-separated pool sizes (default 1,2)")
+    parser.add_argument(
+        "--supervised",
+        default="",
+        help="comma-separated sizes of pools also run as one `ragbus worker --processes N` "
+        "(default none)",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     counts = [int(part) for part in args.workers.split(",") if part.strip()]
+    supervised = [int(part) for part in args.supervised.split(",") if part.strip()]
     if not counts or min(counts) < 1:
         parser.error("--workers needs positive pool sizes, e.g. 1,2")
     settings = load_settings(
@@ -49,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         queries=args.queries, concurrency=args.concurrency, lm_latency_ms=args.lm_latency_ms
     )
     results = asyncio.run(
-        run_worker_comparison(settings, config, counts=counts, rounds=args.rounds)
+        run_worker_comparison(
+            settings, config, counts=counts, rounds=args.rounds, supervised=supervised
+        )
     )
     if args.json:
         print(json.dumps([result.as_dict() for result in results], indent=2))

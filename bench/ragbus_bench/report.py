@@ -65,7 +65,7 @@ def _ms(value: float | None) -> str:
 def results_table(run: Run) -> list[str]:
     """A Markdown table of ``run``'s contenders with their ratio to the first one."""
     first = run.results[0].qps if run.results else 0.0
-    relation = "vs 1 worker" if run.workers else "ragbus / this"
+    relation = "vs the first" if run.workers else "ragbus / this"
     lines = [
         f"| contender | q/s | p50 ms | p99 ms | errors | pipeline CPU ms/query "
         f"| broker CPU ms/query | {relation} |",

@@ -48,17 +48,29 @@ class WorkersFailed(RagbusError):
     """A worker process exited or never consumed its stages."""
 
 
-def pool_name(count: int) -> str:
+def pool_name(count: int, supervised: bool = False) -> str:
     """The name of a pool of ``count`` workers in results."""
-    return f"ragbus: {count} worker process{'es' if count != 1 else ''}"
+    how = " under `--processes`" if supervised else ""
+    return f"ragbus: {count} worker process{'es' if count != 1 else ''}{how}"
 
 
-def worker_command() -> list[str]:
-    """``ragbus worker --bus rabbitmq --stages all --port -1`` (the console script beside
-    this Python, else ``python -m ragbus.cli``)."""
+def worker_command(processes: int = 1) -> list[str]:
+    """``ragbus worker --bus rabbitmq --stages all --port -1 --processes N`` (the console
+    script beside this Python, else ``python -m ragbus.cli``)."""
     script = Path(sys.executable).with_name("ragbus")
     base = [str(script)] if script.exists() else [sys.executable, "-m", "ragbus.cli"]
-    return [*base, "worker", "--bus", "rabbitmq", "--stages", "all", "--port", "-1"]
+    options = ["--stages", "all", "--port", "-1", "--processes", str(processes)]
+    return [*base, "worker", "--bus", "rabbitmq", *options]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids of process ``pid``'s children (Linux ``/proc``; none where missing)."""
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
@@ -96,9 +108,9 @@ async def consumer_counts(url: str, queues: Sequence[str]) -> list[int]:
 
 
 async def _wait_ready(
-    settings: Settings, processes: Sequence[asyncio.subprocess.Process], logs: Path
+    settings: Settings, processes: Sequence[asyncio.subprocess.Process], logs: Path, count: int
 ) -> None:
-    """Return once every stage queue has one consumer per worker."""
+    """Return once every stage queue has ``count`` consumers."""
     queues = [f"{settings.queue_prefix}.{stage}" for stage in rag.stage_names]
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
     while True:
@@ -106,7 +118,7 @@ async def _wait_ready(
         if exited:
             raise WorkersFailed(f"a worker exited with {exited[0].returncode}; logs in {logs}")
         counts = await consumer_counts(settings.amqp_url.get_secret_value(), queues)
-        if all(count >= len(processes) for count in counts):
+        if all(consumers >= count for consumers in counts):
             return
         if asyncio.get_running_loop().time() > deadline:
             raise WorkersFailed(f"workers not consuming after {READY_TIMEOUT_S:g}s: {counts}")
@@ -127,7 +139,9 @@ async def _stop(processes: Sequence[asyncio.subprocess.Process]) -> None:
 
 
 @asynccontextmanager
-async def worker_pool(settings: Settings, count: int) -> AsyncIterator[list[int]]:
+async def worker_pool(
+    settings: Settings, count: int, supervised: bool = False
+) -> AsyncIterator[list[int]]:
     """``count`` worker processes serving every stage in ``settings``'s namespace,
     consuming while the context is open; yields their pids. Their output goes to a
     temporary folder, kept (and named in the error) only if they fail.
@@ -135,23 +149,26 @@ async def worker_pool(settings: Settings, count: int) -> AsyncIterator[list[int]
     Parameters:
         settings: the namespace, broker URL, concurrency and LM latency of the workers.
         count: how many worker processes.
+        supervised: one ``ragbus worker --processes COUNT`` rather than ``count``
+            separate commands (default False); its pids then include the supervisor's.
     """
     logs = Path(tempfile.mkdtemp(prefix="ragbus-bench-workers-"))
     processes: list[asyncio.subprocess.Process] = []
     failed = True
     try:
-        for number in range(count):
+        for number in range(1 if supervised else count):
             with (logs / f"worker-{number}.log").open("wb") as log:
                 processes.append(
                     await asyncio.create_subprocess_exec(
-                        *worker_command(),
+                        *worker_command(count if supervised else 1),
                         env=worker_environment(settings),
                         stdout=log,
                         stderr=asyncio.subprocess.STDOUT,
                     )
                 )
-        await _wait_ready(settings, processes, logs)
-        yield [process.pid for process in processes]
+        await _wait_ready(settings, processes, logs, count)
+        pids = [process.pid for process in processes]
+        yield pids + [child for pid in pids for child in child_pids(pid)]
         failed = False
     finally:
         await _stop(processes)
@@ -160,19 +177,22 @@ async def worker_pool(settings: Settings, count: int) -> AsyncIterator[list[int]
 
 
 @asynccontextmanager
-async def pool_client(settings: Settings, count: int) -> AsyncIterator[tuple[AskOne, list[int]]]:
+async def pool_client(
+    settings: Settings, count: int, supervised: bool = False
+) -> AsyncIterator[tuple[AskOne, list[int]]]:
     """A pool of ``count`` workers in a fresh namespace and a client driving it; yields
     the warmed-up ``ask_one`` and the workers' pids. The namespace is deleted on exit.
 
     Parameters:
         settings: broker URL, per-worker concurrency and LM latency.
         count: how many worker processes.
+        supervised: under one ``ragbus worker --processes COUNT`` (default False).
     """
-    namespace = Namespace.fresh(f"workers{count}")
+    namespace = Namespace.fresh(f"workers{count}{'p' if supervised else ''}")
     scoped = namespace.apply(settings)
     try:
         async with (
-            worker_pool(scoped, count) as pids,
+            worker_pool(scoped, count, supervised) as pids,
             Client(scoped, run_pipeline=False, follow_progress=False) as client,
         ):
 
@@ -189,7 +209,12 @@ async def pool_client(settings: Settings, count: int) -> AsyncIterator[tuple[Ask
 
 
 async def run_worker_comparison(
-    settings: Settings, config: BenchConfig, *, counts: Sequence[int] = (1, 2), rounds: int = 4
+    settings: Settings,
+    config: BenchConfig,
+    *,
+    counts: Sequence[int] = (1, 2),
+    rounds: int = 4,
+    supervised: Sequence[int] = (),
 ) -> list[BenchResult]:
     """Benchmark a pool of each size in ``counts`` on the same load, interleaved.
 
@@ -199,10 +224,14 @@ async def run_worker_comparison(
         config: questions and how many in flight (the load, shared by all workers).
         counts: pool sizes (default ``(1, 2)``).
         rounds: interleaved rounds (default 4).
+        supervised: sizes of pools run as one ``ragbus worker --processes N`` as well
+            (default none).
     """
     async with AsyncExitStack() as stack:
         contenders = []
-        for count in counts:
-            ask_one, pids = await stack.enter_async_context(pool_client(settings, count))
-            contenders.append(Contender(pool_name(count), ask_one, CpuMeter(pids, broker=True)))
+        pools = [(count, False) for count in counts] + [(count, True) for count in supervised]
+        for count, under_one in pools:
+            ask_one, pids = await stack.enter_async_context(pool_client(settings, count, under_one))
+            meter = CpuMeter(pids, broker=True)
+            contenders.append(Contender(pool_name(count, under_one), ask_one, meter))
         return await run_rounds(contenders, config, rounds=rounds)

@@ -412,21 +412,40 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            max=256,
+            help="Worker processes to supervise, with one /metrics for all; env "
+            "RAGBUS_WORKER_PROCESSES (default: one per core; 1: this process is the worker).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
     log_format: LogFormatOption = None,
 ) -> None:
     """Serve pipeline stages from the bus until SIGTERM or Ctrl-C, then drain and exit 0.
 
     Run one worker per stage, or several per stage on many machines: each event is
-    handled by one worker of its stage. Needs a shared bus (--bus rabbitmq).
+    handled by one worker of its stage. Needs a shared bus (--bus rabbitmq). With more
+    than one process it supervises them: it restarts one that dies and drains them all.
     """
     from ragbus.worker import parse_stages, run_worker
+    from ragbus.worker_pool import pool_size, run_worker_pool
 
     configure_logging(verbose)
     settings = settings_from(
         bus=bus, concurrency=concurrency, corpus=corpus, app=app, log_format=log_format
     )
-    observe(settings, "ragbus-worker")
+    try:
+        count = pool_size(processes, settings)
+    except RagbusError as exc:
+        fail(str(exc), ExitCode.CONFIGURATION)
+    if count == 1:  # a pool's processes trace and log for themselves
+        observe(settings, "ragbus-worker")
     if settings.bus is BusKind.MEMORY:
         fail(
             "a worker needs a shared bus: use --bus rabbitmq (or RAGBUS_BUS=rabbitmq); "
@@ -439,6 +458,18 @@ def worker(
     except RagbusError as exc:
         fail(str(exc), ExitCode.USAGE)
     ops_endpoints = port is None or port >= 0
+    if count > 1:
+        pool = run_worker_pool(
+            settings,
+            pipeline,
+            stages=stages,
+            count=count,
+            host=host,
+            port=port if ops_endpoints else None,
+            ops_endpoints=ops_endpoints,
+            verbose=verbose,
+        )
+        raise typer.Exit(run(pool))
     run(
         run_worker(
             settings,
@@ -472,6 +503,17 @@ def serve(
             "authenticates); env RAGBUS_GATEWAY_ALLOW_UNAUTHENTICATED.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=256,
+            help="Gateway processes sharing the port (RabbitMQ only beyond 1); env "
+            "RAGBUS_GATEWAY_WORKERS (default 1).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
     log_format: LogFormatOption = None,
 ) -> None:
@@ -498,9 +540,14 @@ def serve(
         gateway_host=host,
         gateway_port=port,
         gateway_allow_unauthenticated=allow_unauthenticated,
+        gateway_workers=workers,
         app=app,
         log_format=log_format,
     )
+    if settings.gateway_workers > 1:
+        from ragbus.gateway.pool import run_gateway_pool
+
+        raise typer.Exit(run(run_gateway_pool(settings, settings.gateway_workers, verbose=verbose)))
     observe(settings, "ragbus-gateway")
     try:
         check_exposure(settings, settings.gateway_host)

@@ -114,7 +114,7 @@ async def call_streaming(
         is_async_program=True,
     )
     prediction: dspy.Prediction | None = None
-    async with contextlib.aclosing(program(**inputs)) as stream:
+    async with contextlib.aclosing(program(**inputs)) as stream, tokens:
         async for value in stream:
             if isinstance(value, StreamResponse):
                 await tokens.add(str(value.chunk))

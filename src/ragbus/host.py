@@ -18,6 +18,7 @@ from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.runner import Runtime
 from ragbus.stage_build import build_stage
+from ragbus.streaming import ChunkedEmit
 
 
 def runs_embedded(settings: Settings) -> bool:
@@ -70,7 +71,9 @@ class Host:
 
     def context(self, spec: StageSpec) -> StageContext:
         """What ``spec``'s factory builds with in this process."""
-        emit = emitter(self.bus) if self.stream and spec.streams else None
+        emit = None
+        if self.stream and spec.streams:
+            emit = ChunkedEmit(emitter(self.bus), self.settings.stream_chunk_ms / 1000)
         return StageContext(pipeline=self.pipeline, stage=spec, settings=self.settings, emit=emit)
 
     async def attach(self) -> Runtime:

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
-from typing import Final
+from typing import Final, Protocol
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,15 +19,24 @@ from starlette.routing import Route
 
 from ragbus.errors import ConfigurationError
 from ragbus.http_server import bound_port, in_background
-from ragbus.runtime.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+
+class RendersMetrics(Protocol):
+    """What ``/metrics`` serves: one process's :class:`~ragbus.runtime.metrics.Metrics`,
+    or a worker pool's sum of its processes' metrics."""
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus's text format."""
+        ...
+
 
 #: The port a worker's ops endpoints take when none is given, if it is free.
 DEFAULT_OPS_PORT: Final = 9100
 
 
-def ops_app(health: Callable[[], dict[str, object]], metrics: Metrics) -> Starlette:
+def ops_app(health: Callable[[], dict[str, object]], metrics: RendersMetrics) -> Starlette:
     """A Starlette app serving ``/healthz`` (200 when ``health()["ok"]``, else 503) and
     ``/metrics`` (Prometheus text format)."""
 
@@ -79,7 +88,7 @@ def bind_ops_socket(host: str, port: int | None) -> socket.socket:
 @contextlib.asynccontextmanager
 async def serve_ops(
     health: Callable[[], dict[str, object]],
-    metrics: Metrics,
+    metrics: RendersMetrics,
     *,
     host: str = "127.0.0.1",
     port: int | None = None,
@@ -105,4 +114,33 @@ async def serve_ops(
         yield server
 
 
-__all__ = ["DEFAULT_OPS_PORT", "bind_ops_socket", "bound_port", "ops_app", "serve_ops"]
+async def ops_endpoints_in(
+    stack: contextlib.AsyncExitStack,
+    health: Callable[[], dict[str, object]],
+    metrics: RendersMetrics,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    enabled: bool = True,
+) -> str:
+    """Serve the ops endpoints (see :func:`serve_ops`) until ``stack`` closes, when
+    ``enabled`` (default true); where they are, for the process's ready line:
+    ``/healthz and /metrics on http://HOST:PORT`` or ``no ops endpoints``.
+
+    Raises :class:`~ragbus.errors.ConfigurationError` when ``host:port`` cannot be bound.
+    """
+    if not enabled:
+        return "no ops endpoints"
+    server = await stack.enter_async_context(serve_ops(health, metrics, host=host, port=port))
+    shown = f"[{host}]" if ":" in host else host
+    return f"/healthz and /metrics on http://{shown}:{bound_port(server)}"
+
+
+__all__ = [
+    "DEFAULT_OPS_PORT",
+    "bind_ops_socket",
+    "bound_port",
+    "ops_app",
+    "ops_endpoints_in",
+    "serve_ops",
+]

@@ -17,7 +17,7 @@ from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
 from ragbus.errors import ConfigurationError
 from ragbus.host import Host
-from ragbus.ops_http import bound_port, serve_ops
+from ragbus.ops_http import ops_endpoints_in
 from ragbus.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -81,20 +81,17 @@ async def run_worker(
 
     try:
         async with contextlib.AsyncExitStack() as stack:
-            where = "no ops endpoints"
-            if ops_endpoints:
-                # Bound first: a port in use stops the worker before it connects or
-                # takes any event; the endpoints stay up while the worker drains.
-                server = await stack.enter_async_context(
-                    serve_ops(health, metrics, host=host, port=port)
-                )
-                shown = f"[{host}]" if ":" in host else host
-                where = f"/healthz and /metrics on http://{shown}:{bound_port(server)}"
+            # Bound first: a port in use stops the worker before it connects or takes
+            # any event; the endpoints stay up while the worker drains.
+            where = await ops_endpoints_in(
+                stack, health, metrics, host=host, port=port, enabled=ops_endpoints
+            )
             if not await _unless_stopped(bus.connect(), stop):
                 logger.warning("worker %s stopped before it reached the broker", settings.worker_id)
                 return
             await hosted.start()
             consuming = True
+            metrics.consuming.set(1)
             # One line that says where /healthz is, also when the port was chosen here.
             logger.warning(
                 "worker %s serving %s:%s on the %s bus; %s",
@@ -106,6 +103,7 @@ async def run_worker(
             )
             await stop.wait()
             logger.warning("worker %s stopping: draining in-flight events", settings.worker_id)
+            metrics.consuming.set(0)
             await hosted.stop(settings.shutdown_grace_s)
     finally:
         await bus.close()

@@ -43,7 +43,10 @@ def unreachable_url(port: int) -> str:
 
 def ragbus_env(**settings: object) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAGBUS_")}
-    env.update(LITELLM_LOCAL_MODEL_COST_MAP="true", PYTHONUNBUFFERED="1")
+    # one worker process: these tests read a worker's own lines (a pool adds its own)
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="true", PYTHONUNBUFFERED="1", RAGBUS_WORKER_PROCESSES="1"
+    )
     env.update({f"RAGBUS_{name.upper()}": str(value) for name, value in settings.items()})
     return env
 

@@ -106,6 +106,8 @@ def process_environment(settings: Settings, **overrides: object) -> dict[str, st
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAGBUS_")}
     env.update(PYTHONUNBUFFERED="1", LITELLM_LOCAL_MODEL_COST_MAP="true")
     env.update(settings_environment(settings, **overrides))
+    # one worker process per command unless a test asks for a pool (default: per core)
+    env.setdefault("RAGBUS_WORKER_PROCESSES", "1")
     return env
 
 

@@ -256,11 +256,25 @@ class Settings(BaseSettings):
         description="seconds between a worker's heartbeats (what `ragbus status` shows); "
         "0 sends none",
     )
+    worker_processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="`ragbus worker`: worker processes it supervises on this host "
+        "(unset: one per core; 1: the command is the worker itself)",
+    )
 
     stream_tokens: bool = Field(
         default=False,
         description="generate workers publish answer_token events (transient) while they "
         "generate, for streaming clients such as the gateway",
+    )
+    stream_chunk_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="streamed tokens written within this many ms travel as one token event "
+        "(the first goes out at once); 0: one event per LM delta",
     )
 
     api_token: SecretStr | None = Field(
@@ -274,6 +288,18 @@ class Settings(BaseSettings):
     )
     gateway_host: str = Field(default="127.0.0.1", description="gateway: interface to bind")
     gateway_port: int = Field(default=8000, ge=0, le=65535, description="gateway: TCP port")
+    gateway_workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="gateway: processes serving the port (RabbitMQ bus only beyond 1)",
+    )
+    gateway_reuse_port: bool = Field(
+        default=False,
+        description="gateway: bind with SO_REUSEPORT, so that several gateway processes "
+        "share the port and the kernel spreads connections over them (`serve --workers` "
+        "sets it for its processes)",
+    )
     gateway_max_body_bytes: int = Field(
         default=65_536, ge=1024, description="gateway: largest request body or WebSocket message"
     )

@@ -32,6 +32,7 @@ class GatewayMetrics:
             "Answers being streamed (SSE) and WebSocket connections open",
             ["kind"],
             registry=r,
+            multiprocess_mode="livesum",  # `serve --workers`: over the live processes
         )
         self.first_token = Histogram(
             "ragbus_gateway_first_token_seconds",
@@ -53,7 +54,10 @@ class GatewayMetrics:
             registry=r,
         )
         self.sessions = Gauge(
-            "ragbus_gateway_chat_sessions", "Chat sessions kept in memory", registry=r
+            "ragbus_gateway_chat_sessions",
+            "Chat sessions kept in memory",
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
     def render(self) -> bytes:

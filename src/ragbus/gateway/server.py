@@ -99,12 +99,14 @@ def serve(
     host = host if host is not None else settings.gateway_host
     port = port if port is not None else settings.gateway_port
     check_exposure(settings, host)
-    listening = bind_gateway_socket(host, port)
+    listening = bind_gateway_socket(host, port, reuse_port=settings.gateway_reuse_port)
     with listening:
         asyncio.run(_serve(settings, listening, pipeline=pipeline))
 
 
-def bind_gateway_socket(host: str, port: int) -> socket.socket:
+def bind_gateway_socket(
+    host: str, port: int, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
     """The gateway's listening socket, bound before anything else starts: uvicorn, which
     exits the process with a log line when it cannot bind, never gets the chance.
 
@@ -113,10 +115,21 @@ def bind_gateway_socket(host: str, port: int) -> socket.socket:
     Parameters:
         host: the interface.
         port: the TCP port (0: a free one).
+        reuse_port: share the port with other sockets bound with ``SO_REUSEPORT``
+            (default false).
+        listen: listen on it (default true); a socket bound with ``reuse_port`` that
+            does not listen only holds the port (and its number, when it was 0) for
+            gateway processes that do, and takes no connection from them.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family)
+        if listen:
+            return socket.create_server((host, port), family=family, reuse_port=reuse_port)
+        held = socket.socket(family, socket.SOCK_STREAM)
+        if reuse_port:
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind((host, port))
+        return held
     except OSError as exc:
         shown = f"[{host}]" if ":" in host else host
         advice = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
@@ -15,6 +15,7 @@ from ragbus.gateway.errors import RequestError
 from ragbus.gateway.intake import EventIntake
 from ragbus.gateway.metrics import GatewayMetrics
 from ragbus.gateway.sessions import SessionStore
+from ragbus.pool_metrics import PoolMetrics, shared_metrics
 
 
 @dataclass
@@ -30,6 +31,9 @@ class GatewayState:
         intake: what ``POST /v1/events`` accepts and how it stamps events.
         owns_client: whether the app opens and closes ``client`` in its lifespan (it
             does when it built the client).
+        pool_metrics: the metrics of every process of ``ragbus serve --workers``, which
+            ``/metrics`` serves instead of this process's (default: read from the
+            environment; None outside a pool).
     """
 
     settings: Settings
@@ -39,6 +43,7 @@ class GatewayState:
     admission: Admission
     intake: EventIntake
     owns_client: bool
+    pool_metrics: PoolMetrics | None = field(default_factory=shared_metrics)
 
     def timeout(self, asked: float | None) -> float:
         """The wait for an answer: ``asked`` or the default; raises :class:`RequestError`

@@ -18,7 +18,21 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.in_flight = Gauge("ragbus_in_flight", "Events being handled", ["stage"], registry=r)
+        # multiprocess_mode: how `ragbus worker --processes N` sums its workers' gauges
+        # (ignored in a single process); "live" drops the values of a dead process.
+        self.in_flight = Gauge(
+            "ragbus_in_flight",
+            "Events being handled",
+            ["stage"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.consuming = Gauge(
+            "ragbus_worker_consuming",
+            "Worker processes consuming their stages",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.processed = Counter(
             "ragbus_processed", "Events handled successfully", ["stage"], registry=r
         )
@@ -46,6 +60,7 @@ class Metrics:
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
             ["dependency"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.cache = Counter(
             "ragbus_cache", "Cache lookups and errors", ["stage", "result"], registry=r

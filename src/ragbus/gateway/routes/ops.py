@@ -32,10 +32,12 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """The gateway's metrics in Prometheus's text format, followed by those of the stages
-    it runs in process (memory bus)."""
+    """The gateway's metrics in Prometheus's text format (summed over the processes of
+    ``ragbus serve --workers``), followed by those of the stages it runs in process
+    (memory bus)."""
     state = gateway_state(request)
-    text = state.metrics.render()
+    # one of `ragbus serve --workers` processes: the sum over all of them
+    text = (state.pool_metrics or state.metrics).render()
     runtime = state.client.runtime
     if runtime is not None:
         text += runtime.metrics.render()
