@@ -31,7 +31,7 @@ from ragbus.host import Host, runs_embedded
 from ragbus.json_input import parse_json
 from ragbus.payloads.rag import QueryReceived, RagEvent, Turn
 from ragbus.pipeline import Pipeline
-from ragbus.runtime.middleware import Middleware
+from ragbus.runtime.guards.chain import Middleware
 from ragbus.runtime.runner import Runtime
 
 

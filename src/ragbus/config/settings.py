@@ -15,6 +15,8 @@ import platformdirs
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ragbus.runtime.redelivery import DELAY_TIERS, DELIVERY_LIMIT, MAX_ATTEMPTS
+
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
 OFFLINE_MODEL = "offline/extractive"
 #: Default bound of the in-process result cache, in bytes.
@@ -174,9 +176,11 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=16, ge=1, le=10_000, description="in-flight events per stage")
     queue_size: int = Field(default=1000, ge=1, description="memory bus: bound of each stage queue")
     stage_timeout_s: float = Field(default=60.0, gt=0, description="time limit of one handler call")
-    max_attempts: int = Field(default=5, ge=1, description="deliveries of an event before the DLQ")
+    max_attempts: int = Field(
+        default=MAX_ATTEMPTS, ge=1, description="deliveries of an event before the DLQ"
+    )
     delivery_limit: int = Field(
-        default=20,
+        default=DELIVERY_LIMIT,
         ge=1,
         description="deliveries of a message whose handler crashes before the DLQ "
         "(RabbitMQ: the stage queues' x-delivery-limit; same value on every worker)",
@@ -188,7 +192,7 @@ class Settings(BaseSettings):
         "user's data directory (~/.local/share/ragbus on Linux)",
     )
     redelivery_delays_s: tuple[PositiveFloat, ...] = Field(
-        default=(1.0, 5.0, 30.0, 120.0),
+        default=DELAY_TIERS,
         min_length=1,
         description="delay before redelivery n+1 of a failed event, by attempt (the last "
         "repeats); RabbitMQ: each is rounded up to one of the bus's delay tiers",

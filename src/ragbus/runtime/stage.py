@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ragbus.events import Envelope
+from ragbus.runtime.redelivery import MAX_ATTEMPTS
 
 #: A handler: one input event in, the events it produces out. No bus code.
 Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
@@ -42,7 +43,7 @@ class Stage:
     handler: Handler
     concurrency: int = 16
     timeout_s: float = 60.0
-    max_attempts: int = 5
+    max_attempts: int = MAX_ATTEMPTS
     fingerprint: str = ""
     dependency: str | None = None
     cacheable: bool = True

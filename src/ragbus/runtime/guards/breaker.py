@@ -16,7 +16,7 @@ from typing import Any
 
 from ragbus.bus.base import Bus
 from ragbus.events import Envelope
-from ragbus.runtime.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from ragbus.runtime.circuit import BreakerConfig, BreakerState, CircuitBreaker
 from ragbus.runtime.classify import BreakerOpenError, FailureClass, classify
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage

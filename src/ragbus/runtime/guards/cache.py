@@ -18,7 +18,7 @@ from typing import Any
 
 from ragbus.events import Envelope, utc_now
 from ragbus.runtime.cache import SharedCache, result_key
-from ragbus.runtime.deadline import EventExpired, expired
+from ragbus.runtime.guards.deadline import EventExpired, expired
 from ragbus.runtime.lease import LeaseOutcome
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage

@@ -1,9 +1,5 @@
-"""The guard chain around every handler, built from the settings.
-
-Order, outermost first: deadline -> cache lookup + coalescing -> retry -> breaker ->
-timeout -> handler. Decoding, deduplication, publishing, acking and dead-lettering
-happen around the chain, in the stage consumer.
-"""
+"""The guard stack of a runtime, built from the settings (see :mod:`ragbus.runtime.guards`
+for the order)."""
 
 from __future__ import annotations
 
@@ -12,15 +8,16 @@ from dataclasses import dataclass
 
 from ragbus.bus.base import Bus
 from ragbus.config import Settings
-from ragbus.runtime.breaker import BreakerConfig
-from ragbus.runtime.breaker_guard import BreakerBoard, BreakerGuard
 from ragbus.runtime.cache import SharedCache
-from ragbus.runtime.deadline import DeadlineGuard, TimeoutGuard
-from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.circuit import BreakerConfig
+from ragbus.runtime.guards.breaker import BreakerBoard, BreakerGuard
+from ragbus.runtime.guards.cache import ResultCacheGuard
+from ragbus.runtime.guards.chain import Middleware
+from ragbus.runtime.guards.deadline import DeadlineGuard
+from ragbus.runtime.guards.dedup import ProcessedEvents
+from ragbus.runtime.guards.retry import RetryGuard, RetryPolicy
+from ragbus.runtime.guards.timeout import TimeoutGuard
 from ragbus.runtime.metrics import Metrics
-from ragbus.runtime.middleware import Middleware
-from ragbus.runtime.result_cache import ResultCacheGuard
-from ragbus.runtime.retry import RetryGuard, RetryPolicy
 
 
 def breaker_config(settings: Settings) -> BreakerConfig:
