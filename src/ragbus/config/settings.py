@@ -173,6 +173,21 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, description="simulated delay of the offline LM, to model a real one"
     )
 
+    lm_concurrency_adaptive: bool = Field(
+        default=True,
+        description="adapt the LM calls in flight per process to the LM's latency and "
+        "refusals (429, timeouts); within each stage's concurrency",
+    )
+    lm_concurrency_start: int = Field(
+        default=16, ge=1, description="adaptive LM concurrency: the limit to start from"
+    )
+    lm_concurrency_min: int = Field(
+        default=1, ge=1, description="adaptive LM concurrency: the lowest limit"
+    )
+    lm_concurrency_max: int = Field(
+        default=256, ge=1, description="adaptive LM concurrency: the highest limit"
+    )
+
     concurrency: int = Field(default=16, ge=1, le=10_000, description="in-flight events per stage")
     queue_size: int = Field(default=1000, ge=1, description="memory bus: bound of each stage queue")
     stage_timeout_s: float = Field(default=60.0, gt=0, description="time limit of one handler call")

@@ -24,6 +24,12 @@ below) is for the pipeline's and the user's own middleware: it sees each event o
 after the cache missed, however often the inner guards retry the call.
 """
 
+from ragbus.runtime.guards.adaptive import (
+    AdaptiveConfig,
+    AdaptiveLimit,
+    AdaptiveLimitGuard,
+    LimiterBoard,
+)
 from ragbus.runtime.guards.breaker import BreakerBoard, BreakerGuard
 from ragbus.runtime.guards.cache import ResultCacheGuard
 from ragbus.runtime.guards.chain import Middleware, build_chain
@@ -35,11 +41,15 @@ from ragbus.runtime.guards.stack import Guards, breaker_config
 from ragbus.runtime.guards.timeout import TimeoutGuard
 
 __all__ = [
+    "AdaptiveConfig",
+    "AdaptiveLimit",
+    "AdaptiveLimitGuard",
     "BreakerBoard",
     "BreakerGuard",
     "DeadlineGuard",
     "EventExpired",
     "Guards",
+    "LimiterBoard",
     "Middleware",
     "ProcessedEvents",
     "ResultCacheGuard",

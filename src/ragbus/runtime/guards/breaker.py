@@ -17,7 +17,7 @@ from typing import Any
 from ragbus.bus.base import Bus
 from ragbus.events import Envelope
 from ragbus.runtime.circuit import BreakerConfig, BreakerState, CircuitBreaker
-from ragbus.runtime.classify import BreakerOpenError, FailureClass, classify
+from ragbus.runtime.classify import BreakerOpenError, FailureClass, classify, is_rate_limited
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage
 
@@ -95,7 +95,8 @@ class BreakerBoard:
 
 class BreakerGuard:
     """Lets a call through only when its dependency's breaker allows it, and records the
-    outcome: transient failures count against the dependency, permanent ones do not.
+    outcome: transient failures count against the dependency; permanent ones and
+    refusals for load (HTTP 429) do not.
 
     Parameters:
         board: the runtime's breakers.
@@ -121,7 +122,9 @@ class BreakerGuard:
             breaker.release()
             raise
         except Exception as exc:
-            failed = classify(exc) is FailureClass.TRANSIENT
+            # a 429 is the dependency up and answering, asking for fewer calls: the rate
+            # and adaptive limits answer it; the breaker counts what says it is down
+            failed = classify(exc) is FailureClass.TRANSIENT and not is_rate_limited(exc)
             breaker.record(failed=failed, duration_s=time.monotonic() - started)
             if failed and breaker.state is not BreakerState.CLOSED:
                 raise BreakerOpenError(f"{breaker.name} breaker opened: {exc!r}") from exc

@@ -10,6 +10,7 @@ from ragbus.bus.base import Bus
 from ragbus.config import Settings
 from ragbus.runtime.cache import SharedCache
 from ragbus.runtime.circuit import BreakerConfig
+from ragbus.runtime.guards.adaptive import AdaptiveConfig, AdaptiveLimitGuard, LimiterBoard
 from ragbus.runtime.guards.breaker import BreakerBoard, BreakerGuard
 from ragbus.runtime.guards.cache import ResultCacheGuard
 from ragbus.runtime.guards.chain import Middleware
@@ -34,6 +35,19 @@ def breaker_config(settings: Settings) -> BreakerConfig:
     )
 
 
+def adaptive_configs(settings: Settings) -> dict[str, AdaptiveConfig]:
+    """The dependencies whose concurrency adapts, and how (the LM's, unless turned off);
+    ``ValueError`` unless min <= start <= max."""
+    if not settings.lm_concurrency_adaptive:
+        return {}
+    config = AdaptiveConfig(
+        start=settings.lm_concurrency_start,
+        minimum=settings.lm_concurrency_min,
+        maximum=settings.lm_concurrency_max,
+    )
+    return {"lm": config}
+
+
 @dataclass
 class Guards:
     """What the guards of one runtime share: cache, breakers, retry policy, dedup set.
@@ -43,6 +57,7 @@ class Guards:
 
     cache: SharedCache
     board: BreakerBoard
+    limiters: LimiterBoard
     retry: RetryPolicy
     processed: ProcessedEvents | None
     metrics: Metrics
@@ -63,6 +78,7 @@ class Guards:
         return cls(
             cache=cache,
             board=BreakerBoard(bus, breaker_config(settings), metrics),
+            limiters=LimiterBoard(adaptive_configs(settings), metrics),
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_s=settings.retry_initial_s,
@@ -87,7 +103,12 @@ class Guards:
         if self.cache_enabled:
             chain.append(ResultCacheGuard(self.cache, owner=self.owner))
         chain += extra
-        chain += [RetryGuard(self.retry, self.metrics), BreakerGuard(self.board), TimeoutGuard()]
+        chain += [
+            RetryGuard(self.retry, self.metrics),
+            AdaptiveLimitGuard(self.limiters),
+            BreakerGuard(self.board),
+            TimeoutGuard(),
+        ]
         return chain
 
     async def close(self) -> None:
