@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, description="simulated delay of the offline LM, to model a real one"
     )
 
+    lm_rpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="LM calls per minute at most (the API quota), in any 60 s; shared by "
+        "every worker through RAGBUS_CACHE_URL (Redis), else per process; unset: none",
+    )
     lm_concurrency_adaptive: bool = Field(
         default=True,
         description="adapt the LM calls in flight per process to the LM's latency and "

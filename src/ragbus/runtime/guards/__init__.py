@@ -36,6 +36,7 @@ from ragbus.runtime.guards.chain import Middleware, build_chain
 from ragbus.runtime.guards.deadline import DeadlineGuard, EventExpired
 from ragbus.runtime.guards.decode import decode_for
 from ragbus.runtime.guards.dedup import ProcessedEvents
+from ragbus.runtime.guards.rate_limit import CallsPerMinute, RateLimitGuard
 from ragbus.runtime.guards.retry import RetryGuard, RetryPolicy
 from ragbus.runtime.guards.stack import Guards, breaker_config
 from ragbus.runtime.guards.timeout import TimeoutGuard
@@ -46,12 +47,14 @@ __all__ = [
     "AdaptiveLimitGuard",
     "BreakerBoard",
     "BreakerGuard",
+    "CallsPerMinute",
     "DeadlineGuard",
     "EventExpired",
     "Guards",
     "LimiterBoard",
     "Middleware",
     "ProcessedEvents",
+    "RateLimitGuard",
     "ResultCacheGuard",
     "RetryGuard",
     "RetryPolicy",

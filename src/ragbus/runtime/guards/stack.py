@@ -16,6 +16,7 @@ from ragbus.runtime.guards.cache import ResultCacheGuard
 from ragbus.runtime.guards.chain import Middleware
 from ragbus.runtime.guards.deadline import DeadlineGuard
 from ragbus.runtime.guards.dedup import ProcessedEvents
+from ragbus.runtime.guards.rate_limit import CallsPerMinute, RateLimitGuard
 from ragbus.runtime.guards.retry import RetryGuard, RetryPolicy
 from ragbus.runtime.guards.timeout import TimeoutGuard
 from ragbus.runtime.metrics import Metrics
@@ -58,6 +59,7 @@ class Guards:
     cache: SharedCache
     board: BreakerBoard
     limiters: LimiterBoard
+    calls: CallsPerMinute
     retry: RetryPolicy
     processed: ProcessedEvents | None
     metrics: Metrics
@@ -67,8 +69,9 @@ class Guards:
     @classmethod
     def from_settings(cls, settings: Settings, bus: Bus, metrics: Metrics) -> Guards:
         """Guards configured by ``settings``, pausing stages on ``bus``."""
+        cache_url = settings.cache_url.get_secret_value() if settings.cache_url else None
         cache = SharedCache(
-            settings.cache_url.get_secret_value() if settings.cache_url else None,
+            cache_url,
             ttl_s=settings.cache_ttl_s,
             max_bytes=settings.cache_max_bytes,
             namespace=settings.cache_namespace,
@@ -79,6 +82,11 @@ class Guards:
             cache=cache,
             board=BreakerBoard(bus, breaker_config(settings), metrics),
             limiters=LimiterBoard(adaptive_configs(settings), metrics),
+            calls=CallsPerMinute(
+                {"lm": settings.lm_rpm} if settings.lm_rpm else {},
+                cache_url=cache_url,
+                namespace=settings.cache_namespace,
+            ),
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_s=settings.retry_initial_s,
@@ -105,6 +113,7 @@ class Guards:
         chain += extra
         chain += [
             RetryGuard(self.retry, self.metrics),
+            RateLimitGuard(self.calls),
             AdaptiveLimitGuard(self.limiters),
             BreakerGuard(self.board),
             TimeoutGuard(),
