@@ -26,7 +26,8 @@ def build_stage(spec: StageSpec, context: StageContext) -> Stage:
     """The running stage of ``spec``: its handler built by its factory and fitted to the
     runtime, its limits from ``spec`` or else from the settings. A built handler's own
     ``fingerprint`` is added to the declared one; its own ``dependency``, if it names
-    one, replaces the declared one.
+    one, replaces the declared one; its own ``fallback`` handler, if any, serves while
+    the dependency's breaker is open.
 
     Parameters:
         spec: the stage's declaration.
@@ -59,6 +60,7 @@ def build_stage(spec: StageSpec, context: StageContext) -> Stage:
         dependency=getattr(built, "dependency", None) or spec.dependency,
         cacheable=spec.cacheable,
         produces=spec.produces,
+        fallback=getattr(built, "fallback", None),
     )
 
 

@@ -173,6 +173,11 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, description="simulated delay of the offline LM, to model a real one"
     )
 
+    lm_fallback_model: str | None = Field(
+        default=None,
+        description="LiteLLM model string of an LM the generate stage answers with while "
+        "the LM's breaker is open (same API base and key); unset: the stage pauses",
+    )
     lm_rpm: int | None = Field(
         default=None,
         ge=1,

@@ -36,6 +36,10 @@ class Stage:
             True: the handler is a pure function of its input and configuration).
         produces: the event types its outputs may have; an output of another type fails
             the event as a permanent error (default None: not checked).
+        fallback: a handler that does the stage's work without its dependency (the
+            generate stage with ``RAGBUS_LM_FALLBACK_MODEL``): while the dependency's
+            breaker is open, events go to it instead of waiting (default None: the
+            stage pauses).
     """
 
     name: str
@@ -48,3 +52,4 @@ class Stage:
     dependency: str | None = None
     cacheable: bool = True
     produces: tuple[str, ...] | None = None
+    fallback: Handler | None = None
