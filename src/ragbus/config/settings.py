@@ -178,6 +178,11 @@ class Settings(BaseSettings):
         description="LiteLLM model string of an LM the generate stage answers with while "
         "the LM's breaker is open (same API base and key); unset: the stage pauses",
     )
+    lm_timeout_s: PositiveFloat | None = Field(
+        default=None,
+        description="time limit of one HTTP request to the LM, given to the LM client "
+        "(dspy.LM's timeout); unset: the client's own default",
+    )
     lm_rpm: int | None = Field(
         default=None,
         ge=1,
@@ -202,6 +207,11 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=16, ge=1, le=10_000, description="in-flight events per stage")
     queue_size: int = Field(default=1000, ge=1, description="memory bus: bound of each stage queue")
     stage_timeout_s: float = Field(default=60.0, gt=0, description="time limit of one handler call")
+    stage_timeouts_s: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="time limits of some stages' handler calls by stage name, as JSON, e.g. "
+        '{"retrieve": 5, "generate": 90}; the others take stage_timeout_s',
+    )
     max_attempts: int = Field(
         default=MAX_ATTEMPTS, ge=1, description="deliveries of an event before the DLQ"
     )
