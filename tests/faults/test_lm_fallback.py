@@ -14,6 +14,7 @@ from ragbus.runtime.circuit import BreakerState
 from tests.conftest import BusFactory
 from tests.faults.support import QUESTION, bus_options, fault_settings, metric
 from tests.lm_server import FakeLMServer
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,3 +56,23 @@ async def test_answers_of_the_primary_are_not_marked(tmp_path: Path, lm: FakeLMS
         answer = await client.ask(QUESTION, timeout=30)
     assert answer.answer.payload["fallback"] is False
     assert answer.answer.payload["model"] == "openai/test-model"
+
+
+async def test_the_primary_answers_again_once_it_is_back(tmp_path: Path, lm: FakeLMServer) -> None:
+    settings = fault_settings(tmp_path, lm, lm_fallback_model="offline/extractive")
+    lm.set(mode="error")
+    async with Client(settings) as client:
+        first = await asyncio.gather(
+            *(client.ask(f"{QUESTION} (down {n})", timeout=30) for n in range(10))
+        )
+        lm.set()  # the LM is back; the breaker probes it after its open wait (0.5 s)
+        later: list[bool] = []
+
+        async def primary_answers() -> bool:
+            answer = await client.ask(f"{QUESTION} (up {len(later)})", timeout=30)
+            later.append(answer.answer.payload["fallback"])
+            return not later[-1]
+
+        await wait_until(primary_answers, what="an answer of the primary", timeout=20)
+    assert any(a.answer.payload["fallback"] for a in first)
+    assert later[-1] is False
