@@ -6,7 +6,7 @@ spirit of Netflix's concurrency-limits (``Gradient2Limit`` for the latency gradi
 
 - **grows** while the dependency is busy (at least half the limit in flight), its
   latency stays near its baseline, and no call is refused: by ``sqrt(limit)`` per
-  window of ``limit`` calls (the queue Netflix's gradient allows);
+  window of ``limit`` calls, 4 at least (the queue Netflix's gradient allows);
 - **shrinks** with the latency gradient ``clamp(tolerance * baseline / latency, 0.5,
   1)`` when latency rises above ``tolerance`` times its baseline (a queue builds up in
   the dependency), and by ``backoff`` (x0.9) when a call is refused (HTTP 429/503) or

@@ -51,7 +51,8 @@ def adaptive_configs(settings: Settings) -> dict[str, AdaptiveConfig]:
 
 @dataclass
 class Guards:
-    """What the guards of one runtime share: cache, breakers, retry policy, dedup set.
+    """What the guards of one runtime share: cache, breakers, adaptive limits, rate
+    limits, retry policy, dedup set.
 
     Build it with :meth:`from_settings`; call :meth:`close` when the runtime stops.
     """
@@ -103,9 +104,9 @@ class Guards:
 
         Parameters:
             extra: middleware of the pipeline or the user, placed after the outer guards
-                (deadline, cache and coalescing) and before the inner ones (retry,
-                breaker, timeout), so it sees each call once, however often it is
-                retried (default none).
+                (deadline, cache and coalescing) and before the inner ones (retry, rate
+                limit, adaptive limit, breaker, timeout), so it sees each call once,
+                however often it is retried (default none).
         """
         chain: list[Middleware] = [DeadlineGuard()]
         if self.cache_enabled:
