@@ -15,6 +15,7 @@ from ragbus.runtime.guards.rate_limit import (
     storage_uri,
 )
 from ragbus.runtime.stage import Stage
+from ragbus.usage import report_tokens
 
 
 async def answer(envelope: Envelope) -> list[Envelope]:
@@ -59,3 +60,26 @@ async def test_other_dependencies_pass() -> None:
     event = new_event("q", {"question": "x"})
     for _ in range(5):
         assert await guard(free, event, answer) == []
+
+
+async def test_spent_tokens_hold_the_next_call_until_the_minute_is_over() -> None:
+    calls = CallsPerMinute({}, tokens_per_minute={"lm": 50})
+    assert calls.limits("lm")
+    await calls.spend_tokens("lm", 30)
+    assert await calls.wait_s("lm") == 0.0
+    await calls.spend_tokens("lm", 30)  # past the budget: counted all the same
+    assert 50 < await calls.wait_s("lm") <= 66
+
+
+async def test_the_guard_counts_the_tokens_a_handler_reports() -> None:
+    calls = CallsPerMinute({}, tokens_per_minute={"lm": 100})
+    guard = RateLimitGuard(calls)
+
+    async def costly(envelope: Envelope) -> list[Envelope]:
+        report_tokens(60)
+        return []
+
+    event = new_event("q", {"question": "x"})
+    await guard(LM_STAGE, event, costly)
+    await guard(LM_STAGE, event, costly)
+    assert await calls.wait_s("lm") > 50

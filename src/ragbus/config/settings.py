@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         description="LM calls per minute at most (the API quota), in any 60 s; shared by "
         "every worker through RAGBUS_CACHE_URL (Redis), else per process; unset: none",
     )
+    lm_tpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="LM tokens per minute at most, as the LM reports its usage; shared "
+        "like lm_rpm; unset: none",
+    )
     lm_concurrency_adaptive: bool = Field(
         default=True,
         description="adapt the LM calls in flight per process to the LM's latency and "

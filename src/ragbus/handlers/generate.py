@@ -12,7 +12,7 @@ import dspy
 from ragbus.dspy_program import call_streaming, can_stream, load_program, module_fingerprint
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope
-from ragbus.lm import is_extractive, lm_scope
+from ragbus.lm import is_extractive, lm_scope, reported_usage
 from ragbus.payloads.rag import (
     MAX_ANSWER_CHARS,
     AnswerGenerated,
@@ -168,7 +168,7 @@ class GenerateHandler:
             if module is None or retrieved.history:
                 module = self.module
                 inputs["history"] = _history(retrieved.history)
-            with lm_scope(self.lm, record_history=self.record_history):
+            with lm_scope(self.lm, record_history=self.record_history), reported_usage():
                 if self.emit is None:
                     prediction = await module.acall(**inputs)
                 else:

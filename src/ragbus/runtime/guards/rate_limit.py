@@ -15,11 +15,19 @@ every worker of the deployment (the ``limits`` library's moving window in Redis,
 sorted list per dependency under the cache namespace); without it, each process has
 its own.
 
+``RAGBUS_LM_TPM`` sets the tokens per minute, where the LM reports its usage (the
+generate stage and DSPy stages report what DSPy's usage tracker saw): a call waits
+while the current minute's tokens are spent, and adds its own once it is answered. The
+tokens of a call are known only after it, so they are counted in fixed one-minute
+windows (a counter that always adds: a moving window refuses a cost larger than what
+is left, and that would lose the overshoot); the calls in flight when the budget runs
+out may pass it by their own tokens.
+
 A wait ends at the event's deadline (the event then expires, to the DLQ as
 ``expired``). When Redis fails, calls go through and the outage is logged once: a
 limiter that is down must not stop the pipeline.
 
-Settings: ``RAGBUS_LM_RPM`` (default unset: no limit).
+Settings: ``RAGBUS_LM_RPM``, ``RAGBUS_LM_TPM`` (default unset: no limit).
 """
 
 from __future__ import annotations
@@ -31,14 +39,15 @@ import random
 import time
 from urllib.parse import urlsplit
 
-from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from ragbus.events import Envelope, utc_now
 from ragbus.runtime.guards.deadline import expired
 from ragbus.runtime.stage import Handler, Stage
+from ragbus.usage import counting_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +74,23 @@ def storage_uri(cache_url: str | None) -> str:
 
 
 class CallsPerMinute:
-    """A moving window of calls per minute for each limited dependency.
+    """The windows of calls (moving) and tokens (fixed) per minute of each limited
+    dependency.
 
     Parameters:
         per_minute: calls allowed in any 60 s, by dependency (e.g. ``{"lm": 120}``).
         cache_url: Redis to share the windows through (default None: this process).
         namespace: prefix of the windows' keys in Redis (default ``ragbus``).
+        tokens_per_minute: tokens allowed per minute, by dependency (default none).
     """
 
     def __init__(
-        self, per_minute: dict[str, int], *, cache_url: str | None = None, namespace: str = "ragbus"
+        self,
+        per_minute: dict[str, int],
+        *,
+        cache_url: str | None = None,
+        namespace: str = "ragbus",
+        tokens_per_minute: dict[str, int] | None = None,
     ) -> None:
         self.items: dict[str, tuple[RateLimitItem, ...]] = {
             name: (
@@ -83,42 +99,69 @@ class CallsPerMinute:
             )
             for name, count in per_minute.items()
         }
-        self.shared = cache_url is not None
+        self.token_items = {
+            name: RateLimitItemPerMinute(count) for name, count in (tokens_per_minute or {}).items()
+        }
+        # no limit, no Redis connection
+        self.shared = cache_url is not None and bool(self.items or self.token_items)
         options: dict[str, str | bool] = {"wrap_exceptions": True}
         if self.shared:
             options.update(implementation="redispy", key_prefix=f"{namespace}:rate")
-        self.limiter = MovingWindowRateLimiter(
-            storage_from_string(storage_uri(cache_url), **options)
-        )
+        storage = storage_from_string(storage_uri(cache_url if self.shared else None), **options)
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.token_limiter = FixedWindowRateLimiter(storage)
         self._storage_down = False
 
     def limits(self, dependency: str | None) -> bool:
         """Whether calls to ``dependency`` are limited."""
-        return dependency in self.items
+        return dependency in self.items or dependency in self.token_items
 
     async def wait_s(self, dependency: str) -> float:
-        """Take a place in ``dependency``'s windows: 0 when taken, else the seconds until
-        one may be free."""
+        """Take a place in ``dependency``'s windows: 0 when taken (and the minute's
+        tokens are not spent), else the seconds until one may be free."""
         try:
             # the second's window first: a place taken there and then not used costs a
             # fraction of a second; one in the minute's window would cost a minute's
             reset_at = 0.0
-            for item in self.items[dependency]:
+            for item in self.items.get(dependency, ()):
                 if not await self.limiter.hit(item, dependency):
                     reset_at = (await self.limiter.get_window_stats(item, dependency))[0]
                     break
+            tokens = self.token_items.get(dependency)
+            if not reset_at and tokens is not None:
+                stats = await self.token_limiter.get_window_stats(tokens, dependency)
+                reset_at = stats.reset_time if stats.remaining <= 0 else 0.0
         except StorageError as exc:
-            if not self._storage_down:
-                logger.warning("rate limit of %s not enforced: Redis failed: %r", dependency, exc)
-            self._storage_down = True
+            self._down(dependency, exc)
             return 0.0
-        if self._storage_down:
-            logger.warning("rate limit of %s enforced again: Redis answers", dependency)
-            self._storage_down = False
+        self._up(dependency)
         if not reset_at:
             return 0.0
         # jittered, so that waiters of several workers do not all ask at the same instant
         return max(MIN_WAIT_S, reset_at - time.time()) * random.uniform(1.0, 1.1)
+
+    async def spend_tokens(self, dependency: str, count: int) -> None:
+        """Count ``count`` tokens a call to ``dependency`` used (if its tokens are
+        limited)."""
+        item = self.token_items.get(dependency)
+        if item is None or count <= 0:
+            return
+        try:
+            await self.token_limiter.hit(item, dependency, cost=count)
+        except StorageError as exc:
+            self._down(dependency, exc)
+            return
+        self._up(dependency)
+
+    def _down(self, dependency: str, exc: Exception) -> None:
+        if not self._storage_down:
+            logger.warning("rate limit of %s not enforced: Redis failed: %r", dependency, exc)
+        self._storage_down = True
+
+    def _up(self, dependency: str) -> None:
+        if self._storage_down:
+            logger.warning("rate limit of %s enforced again: Redis answers", dependency)
+            self._storage_down = False
 
 
 class RateLimitGuard:
@@ -144,4 +187,8 @@ class RateLimitGuard:
                     await asyncio.sleep(max(0.0, left))
                     raise expired(envelope)
             await asyncio.sleep(wait)
-        return await call_next(envelope)
+        with counting_tokens() as used:
+            try:
+                return await call_next(envelope)
+            finally:  # a failed call may have used tokens too
+                await self.calls.spend_tokens(dependency, sum(used))

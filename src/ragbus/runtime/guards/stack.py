@@ -87,6 +87,7 @@ class Guards:
                 {"lm": settings.lm_rpm} if settings.lm_rpm else {},
                 cache_url=cache_url,
                 namespace=settings.cache_namespace,
+                tokens_per_minute={"lm": settings.lm_tpm} if settings.lm_tpm else {},
             ),
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
