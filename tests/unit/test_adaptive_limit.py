@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
 from ragbus.errors import TransientError
+from ragbus.events import Envelope, new_event, utc_now
 from ragbus.runtime.guards.adaptive import (
     AdaptiveConfig,
     AdaptiveLimit,
+    AdaptiveLimitGuard,
     Gate,
     LimiterBoard,
     is_overload,
 )
+from ragbus.runtime.guards.deadline import EventExpired
 from ragbus.runtime.metrics import Metrics
+from ragbus.runtime.stage import Stage
+
+
+async def answer(envelope: Envelope) -> list[Envelope]:
+    return []
 
 
 def busy_window(limit: AdaptiveLimit, latency_s: float, now: float = 0.0) -> None:
@@ -115,3 +124,16 @@ def test_the_board_reports_and_exports_each_limit() -> None:
     assert board.limits() == {"lm": 7}
     value = metrics.registry.get_sample_value("ragbus_concurrency_limit", {"dependency": "lm"})
     assert value == 7
+
+
+async def test_a_call_waits_for_room_no_longer_than_its_deadline() -> None:
+    board = LimiterBoard({"lm": AdaptiveConfig(start=1)})
+    stage = Stage(name="generate", consumes=("q",), handler=answer, dependency="lm")
+    gate = board.gate("lm")
+    assert gate is not None
+    await gate.acquire()  # the one place is taken
+    event = new_event("q", {"question": "x"}, deadline=utc_now() + timedelta(seconds=0.1))
+    with pytest.raises(EventExpired):
+        await AdaptiveLimitGuard(board)(stage, event, answer)
+    gate.release()
+    assert await AdaptiveLimitGuard(board)(stage, new_event("q", {"question": "y"}), answer) == []

@@ -36,8 +36,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ragbus.events import Envelope
+from ragbus.events import Envelope, utc_now
 from ragbus.runtime.classify import causes, http_status, is_rate_limited
+from ragbus.runtime.guards.deadline import expired
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage
 
@@ -236,8 +237,8 @@ class LimiterBoard:
 
 
 class AdaptiveLimitGuard:
-    """Holds a call until its dependency's adaptive limit has room, then feeds the
-    limit the call's latency, or its refusal.
+    """Holds a call until its dependency's adaptive limit has room (no longer than the
+    event's deadline), then feeds the limit the call's latency, or its refusal.
 
     Parameters:
         board: the runtime's limits.
@@ -252,7 +253,7 @@ class AdaptiveLimitGuard:
         gate = self.board.gate(stage.dependency)
         if gate is None:
             return await call_next(envelope)
-        await gate.acquire()
+        await _acquire(gate, envelope)
         started = self.board.clock()
         in_flight, cuts = gate.in_flight, gate.limit.cuts
         try:
@@ -270,3 +271,16 @@ class AdaptiveLimitGuard:
         finally:
             gate.release()
             self.board.export(stage.dependency or "")
+
+
+async def _acquire(gate: Gate, envelope: Envelope) -> None:
+    """A place in ``gate``, waited for no longer than ``envelope``'s deadline
+    (:class:`~ragbus.runtime.guards.deadline.EventExpired` then)."""
+    if envelope.deadline is None:
+        await gate.acquire()
+        return
+    try:
+        async with asyncio.timeout((envelope.deadline - utc_now()).total_seconds()):
+            await gate.acquire()
+    except TimeoutError:
+        raise expired(envelope) from None
