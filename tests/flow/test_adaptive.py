@@ -1,8 +1,10 @@
 """Adaptive LM concurrency against a stand-in LM with a capacity, counted at the server.
 
-The LM serves 8 calls at once (100 ms idle, 200 ms at capacity, so 40 calls/s at
-best) and answers 429 beyond; the pipeline has 256 questions outstanding and a stage
-concurrency of 256, so only the adaptive limit keeps calls off the LM.
+The LM serves 8 calls at once (200 ms idle, 400 ms at capacity, so 20 calls/s at
+best: slow enough that the client's own CPU time per call, on a loaded machine, does
+not decide the throughput) and answers 429 beyond; the pipeline has 256 questions
+outstanding and a stage concurrency of 256, so only the adaptive limit keeps calls off
+the LM.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ SECONDS = 24.0
 async def test_the_limit_settles_near_the_capacity(
     start: int, lm: FakeLMServer, tmp_path: Path
 ) -> None:
-    capacity = lm.set_capacity(CAPACITY, 0.1)
+    capacity = lm.set_capacity(CAPACITY, 0.2)
     settings = load_settings(tmp_path, lm, lm_concurrency_start=start)
 
     result = await run_load(settings, lm, seconds=SECONDS, outstanding=256)
