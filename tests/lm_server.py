@@ -1,10 +1,13 @@
 """A small OpenAI-compatible server for tests: chat answers in DSPy's adapter format,
 and embeddings.
 
-It can be told to fail with 500, to reject with 400, to answer 429 with
-``Retry-After``, to hang, or to answer slowly, for a number of calls or until told
-otherwise (chat and embeddings each have their own behaviour); it counts the calls it
-receives, and notes each call's time and question, and each text it embedded.
+It can be given a capacity (:meth:`FakeLMServer.set_capacity`): above N chat calls
+in flight it answers 429 with ``Retry-After`` at once, and its latency grows with its
+load, like a server that batches its work. It can be told to fail with 500, to reject
+with 400, to answer 429 with ``Retry-After``, to hang, or to answer slowly, for a
+number of calls or until told otherwise (chat and embeddings each have their own
+behaviour); it counts the calls it receives, and notes each call's time and question,
+and each text it embedded.
 It runs in a thread with its own event loop, so it keeps answering whatever the test's
 loop is doing, and processes the test starts can reach it too.
 
@@ -125,6 +128,31 @@ class LMBehaviour:
 
 
 @dataclass
+class Capacity:
+    """How much the server takes at once.
+
+    Parameters:
+        limit: chat calls in flight it serves; one more is answered 429 at once.
+        base_s: latency of a call on an idle server; with ``n`` calls in flight (this
+            one included) a call takes ``base_s * (1 + (n / limit) ** 2)``, so twice as
+            long at capacity.
+        retry_after: seconds sent in ``Retry-After`` with a 429 (default 1).
+    """
+
+    limit: int
+    base_s: float
+    retry_after: float = 1.0
+    in_flight: int = 0
+    rejected: int = 0
+    served_times: list[float] = field(default_factory=list)
+    rejected_times: list[float] = field(default_factory=list)
+
+    def throughput(self) -> float:
+        """The most calls per second it serves: ``limit`` in flight, each twice ``base_s``."""
+        return self.limit / (2 * self.base_s)
+
+
+@dataclass
 class FakeLMServer:
     """The server and what it saw. Use :func:`start_lm_server`.
 
@@ -141,6 +169,7 @@ class FakeLMServer:
     questions: list[str] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
     call_times: list[float] = field(default_factory=list)
+    capacity: Capacity | None = None
     port: int = 0
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -157,6 +186,11 @@ class FakeLMServer:
     def set_embeddings(self, **behaviour: Any) -> None:
         """Change the behaviour of embedding calls (as :meth:`set` does for chat)."""
         self.embedding_behaviour = LMBehaviour(**behaviour)
+
+    def set_capacity(self, limit: int, base_s: float, *, retry_after: float = 1.0) -> Capacity:
+        """Serve at most ``limit`` chat calls at once (see :class:`Capacity`)."""
+        self.capacity = Capacity(limit, base_s, retry_after)
+        return self.capacity
 
     def calls_for(self, question: str) -> int:
         """HTTP calls received for ``question`` (answered or not)."""
@@ -209,12 +243,17 @@ def _failure(behaviour: LMBehaviour) -> Response | None:
             400,
         )
     if behaviour.mode == "rate_limit":
-        return JSONResponse(
-            {"error": {"message": "slow down", "type": "rate_limit_error"}},
-            429,
-            headers={"retry-after": f"{behaviour.retry_after:g}"},
-        )
+        return _rate_limited(behaviour.retry_after)
     return None
+
+
+def _rate_limited(retry_after: float) -> Response:
+    """A 429 asking to come back in ``retry_after`` seconds."""
+    return JSONResponse(
+        {"error": {"message": "slow down", "type": "rate_limit_error"}},
+        429,
+        headers={"retry-after": f"{retry_after:g}"},
+    )
 
 
 async def _behave(state: FakeLMServer, which: str) -> Response | None:
@@ -244,6 +283,19 @@ def _app(state: FakeLMServer) -> Starlette:
         state.calls += 1
         state.call_times.append(time.monotonic())
         state.asked.append(_answer_text(body)[1])
+        capacity = state.capacity
+        if capacity is not None:
+            if capacity.in_flight >= capacity.limit:
+                capacity.rejected += 1
+                capacity.rejected_times.append(time.monotonic())
+                return _rate_limited(capacity.retry_after)
+            capacity.in_flight += 1
+            try:
+                load = capacity.in_flight / capacity.limit
+                await asyncio.sleep(capacity.base_s * (1 + load * load))
+            finally:
+                capacity.in_flight -= 1
+            capacity.served_times.append(time.monotonic())
         failure = await _behave(state, "behaviour")
         if failure is not None:
             return failure

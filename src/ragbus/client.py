@@ -33,7 +33,7 @@ from ragbus.json_input import parse_json
 from ragbus.payloads.rag import QueryReceived, RagEvent, Turn
 from ragbus.pipeline import Pipeline
 from ragbus.runtime.cancellation import cancel_request
-from ragbus.runtime.middleware import Middleware
+from ragbus.runtime.guards.chain import Middleware
 from ragbus.runtime.runner import Runtime
 
 

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ValidationError
 from ragbus.dspy_program import call_streaming, can_stream, load_program, module_fingerprint
 from ragbus.errors import ConfigurationError, PermanentError
 from ragbus.events import Envelope, describe_validation_error
-from ragbus.lm import lm_scope
+from ragbus.lm import lm_scope, reported_usage
 from ragbus.pipeline import Pipeline, StageContext, StageSpec
 from ragbus.streaming import Emit, TokenEmitter
 
@@ -131,7 +131,7 @@ class DSPyStageHandler:
         payload = event.payload_as(self.input_model)
         arguments = {name: getattr(payload, field) for name, field in self.inputs.items()}
         started = time.perf_counter()
-        with lm_scope(self.lm):
+        with lm_scope(self.lm), reported_usage():
             if self.stream is None or self.emit is None or self.token_type is None:
                 prediction = await self.module.acall(**arguments)
             else:

@@ -14,8 +14,8 @@ from ragbus.bus.base import Bus, emitter
 from ragbus.config import BusKind, Settings
 from ragbus.heartbeat import HeartbeatSender
 from ragbus.pipeline import Pipeline, StageContext, StageSpec
+from ragbus.runtime.guards.chain import Middleware
 from ragbus.runtime.metrics import Metrics
-from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.runner import Runtime
 from ragbus.stage_build import build_stage
 from ragbus.streaming import ChunkedEmit

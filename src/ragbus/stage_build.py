@@ -24,9 +24,11 @@ from ragbus.runtime.stage import BatchHandler, Handler, Stage
 
 def build_stage(spec: StageSpec, context: StageContext) -> Stage:
     """The running stage of ``spec``: its handler built by its factory and fitted to the
-    runtime, its limits from ``spec`` or else from the settings. A built handler's own
+    runtime, its limits from ``spec`` or else from the settings (a stage's time limit
+    in ``RAGBUS_STAGE_TIMEOUTS_S`` comes first). A built handler's own
     ``fingerprint`` is added to the declared one; its own ``dependency``, if it names
-    one, replaces the declared one.
+    one, replaces the declared one; its own ``fallback`` handler, if any, serves while
+    the dependency's breaker is open.
 
     Parameters:
         spec: the stage's declaration.
@@ -51,7 +53,9 @@ def build_stage(spec: StageSpec, context: StageContext) -> Stage:
         consumes=spec.consumes,
         handler=handler,
         concurrency=max(concurrency, spec.batch_size),
-        timeout_s=spec.timeout_s or settings.stage_timeout_s,
+        timeout_s=settings.stage_timeouts_s.get(spec.name)
+        or spec.timeout_s
+        or settings.stage_timeout_s,
         max_attempts=spec.max_attempts or settings.max_attempts,
         fingerprint=fingerprint,
         # a handler that knows its dependency only once built (the retriever the
@@ -59,6 +63,7 @@ def build_stage(spec: StageSpec, context: StageContext) -> Stage:
         dependency=getattr(built, "dependency", None) or spec.dependency,
         cacheable=spec.cacheable,
         produces=spec.produces,
+        fallback=getattr(built, "fallback", None),
     )
 
 

@@ -13,7 +13,7 @@ from ragbus.bus.base import DeadLetterFilter
 from ragbus.client import Answer, Client
 from ragbus.pipelines.rag import STAGE_NAMES
 from ragbus.retrieval.embedder import Embedder
-from ragbus.runtime.breaker import BreakerState
+from ragbus.runtime.circuit import BreakerState
 from ragbus_bench.recall import index_labelled, questions
 from tests.conftest import BusFactory
 from tests.faults.support import bus_options, fault_settings, metric

@@ -11,7 +11,7 @@ import pytest
 from ragbus.bus.base import DeadLetterFilter
 from ragbus.client import Answer, Client
 from ragbus.pipelines.rag import STAGE_NAMES
-from ragbus.runtime.breaker import BreakerState
+from ragbus.runtime.circuit import BreakerState
 from tests.conftest import BusFactory
 from tests.faults.support import QUESTION, bus_options, fault_settings, metric
 from tests.lm_server import FakeLMServer

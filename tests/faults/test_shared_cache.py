@@ -17,8 +17,8 @@ from ragbus.config import Settings
 from ragbus.events import Envelope, new_event, utc_now
 from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
 from ragbus.runtime.cache import SharedCache
-from ragbus.runtime.deadline import EventExpired
-from ragbus.runtime.result_cache import ResultCacheGuard
+from ragbus.runtime.guards.cache import ResultCacheGuard
+from ragbus.runtime.guards.deadline import EventExpired
 from ragbus.runtime.stage import Stage
 from tests.amqp import Namespace
 from tests.conftest import BusFactory, WorkersFactory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragbus.runtime.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from ragbus.runtime.circuit import BreakerConfig, BreakerState, CircuitBreaker
 
 
 class Clock:

@@ -19,7 +19,7 @@ from ragbus.runtime.cancellation import (
     cancel_event,
 )
 from ragbus.runtime.metrics import Metrics
-from ragbus.runtime.result_cache import ResultCacheGuard
+from ragbus.runtime.guards.cache import ResultCacheGuard
 from tests.unit.test_guards import CountingHandler, query, stage
 
 

@@ -15,8 +15,9 @@ from ragbus.pipelines.rag import pipeline as rag
 from ragbus.runtime.cache import SharedCache
 from ragbus.runtime.classify import BreakerOpenError
 from ragbus.runtime.consumer import StageConsumer
-from ragbus.runtime.deadline import DeadlineGuard, TimeoutGuard
-from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.guards.deadline import DeadlineGuard
+from ragbus.runtime.guards.dedup import ProcessedEvents
+from ragbus.runtime.guards.timeout import TimeoutGuard
 from ragbus.runtime.stage import Handler, Stage
 from tests.fakes import RecordingBus
 

@@ -11,14 +11,14 @@ import pytest
 from ragbus.errors import PermanentError, TransientError
 from ragbus.events import Envelope, new_event
 from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
-from ragbus.runtime.breaker import BreakerConfig, BreakerState
-from ragbus.runtime.breaker_guard import BreakerBoard, BreakerGuard
 from ragbus.runtime.cache import SharedCache, input_key
+from ragbus.runtime.circuit import BreakerConfig, BreakerState
 from ragbus.runtime.classify import BreakerOpenError
-from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.guards.breaker import BreakerBoard, BreakerGuard
+from ragbus.runtime.guards.cache import ResultCacheGuard
+from ragbus.runtime.guards.dedup import ProcessedEvents
+from ragbus.runtime.guards.retry import RetryGuard, RetryPolicy
 from ragbus.runtime.local_cache import LocalCache
-from ragbus.runtime.result_cache import ResultCacheGuard
-from ragbus.runtime.retry import RetryGuard, RetryPolicy
 from ragbus.runtime.stage import Stage
 from tests.fakes import RecordingBus
 from tests.polling import wait_until

@@ -37,12 +37,13 @@ from ragbus.bus.errors import UnroutableError
 from ragbus.bus.sqlite_dead_letters import SqliteDeadLetterStore
 from ragbus.events import Envelope
 from ragbus.observability.tracing import publishing
+from ragbus.runtime.redelivery import DELIVERY_LIMIT
 
 logger = logging.getLogger(__name__)
 
 #: Deliveries after which a message whose handler keeps crashing is dead-lettered
 #: (the memory bus's counterpart of a quorum queue's delivery limit).
-DEFAULT_DELIVERY_LIMIT = 20
+DEFAULT_DELIVERY_LIMIT = DELIVERY_LIMIT
 
 #: Seconds a transient event waits for room in a full queue before it is dropped; a
 #: queue that made one wait in vain gets no more waits until it has room again.

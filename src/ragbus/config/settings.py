@@ -15,6 +15,8 @@ import platformdirs
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ragbus.runtime.redelivery import DELAY_TIERS, DELIVERY_LIMIT, MAX_ATTEMPTS
+
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
 OFFLINE_MODEL = "offline/extractive"
 #: Default bound of the in-process result cache, in bytes.
@@ -171,6 +173,43 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, description="simulated delay of the offline LM, to model a real one"
     )
 
+    lm_fallback_model: str | None = Field(
+        default=None,
+        description="LiteLLM model string of an LM the generate stage answers with while "
+        "the LM's breaker is open (same API base and key); unset: the stage pauses",
+    )
+    lm_timeout_s: PositiveFloat | None = Field(
+        default=None,
+        description="time limit of one HTTP request to the LM, given to the LM client "
+        "(dspy.LM's timeout); unset: the client's own default",
+    )
+    lm_rpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="LM calls per minute at most (the API quota), in any 60 s; shared by "
+        "every worker through RAGBUS_CACHE_URL (Redis), else per process; unset: none",
+    )
+    lm_tpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="LM tokens per minute at most, as the LM reports its usage; shared "
+        "like lm_rpm; unset: none",
+    )
+    lm_concurrency_adaptive: bool = Field(
+        default=True,
+        description="adapt the LM calls in flight per process to the LM's latency and "
+        "refusals (429, timeouts); within each stage's concurrency",
+    )
+    lm_concurrency_start: int = Field(
+        default=16, ge=1, description="adaptive LM concurrency: the limit to start from"
+    )
+    lm_concurrency_min: int = Field(
+        default=1, ge=1, description="adaptive LM concurrency: the lowest limit"
+    )
+    lm_concurrency_max: int = Field(
+        default=256, ge=1, description="adaptive LM concurrency: the highest limit"
+    )
+
     concurrency: int = Field(default=16, ge=1, le=10_000, description="in-flight events per stage")
     queue_max_length: int = Field(
         default=1000,
@@ -185,9 +224,16 @@ class Settings(BaseSettings):
         "(at most until the event's deadline) before QueueFullError (gateway: 429)",
     )
     stage_timeout_s: float = Field(default=60.0, gt=0, description="time limit of one handler call")
-    max_attempts: int = Field(default=5, ge=1, description="deliveries of an event before the DLQ")
+    stage_timeouts_s: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="time limits of some stages' handler calls by stage name, as JSON, e.g. "
+        '{"retrieve": 5, "generate": 90}; the others take stage_timeout_s',
+    )
+    max_attempts: int = Field(
+        default=MAX_ATTEMPTS, ge=1, description="deliveries of an event before the DLQ"
+    )
     delivery_limit: int = Field(
-        default=20,
+        default=DELIVERY_LIMIT,
         ge=1,
         description="deliveries of a message whose handler crashes before the DLQ "
         "(RabbitMQ: the stage queues' x-delivery-limit; same value on every worker)",
@@ -199,7 +245,7 @@ class Settings(BaseSettings):
         "user's data directory (~/.local/share/ragbus on Linux)",
     )
     redelivery_delays_s: tuple[PositiveFloat, ...] = Field(
-        default=(1.0, 5.0, 30.0, 120.0),
+        default=DELAY_TIERS,
         min_length=1,
         description="delay before redelivery n+1 of a failed event, by attempt (the last "
         "repeats); RabbitMQ: each is rounded up to one of the bus's delay tiers",

@@ -12,7 +12,7 @@ import dspy
 from ragbus.dspy_program import call_streaming, can_stream, load_program, module_fingerprint
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope
-from ragbus.lm import is_extractive, lm_scope
+from ragbus.lm import is_extractive, lm_scope, reported_usage
 from ragbus.payloads.rag import (
     MAX_ANSWER_CHARS,
     AnswerGenerated,
@@ -84,6 +84,11 @@ class GenerateHandler:
         record_history: keep DSPy's call history and trace, for debugging
             (default false).
         emit: publishes interim events (default: none, the answer is not streamed).
+        fallback_lm: an LM to answer with while the primary's breaker is open; the
+            runtime calls :attr:`fallback` then, whose answers say ``fallback: true``
+            (default: none, the stage pauses).
+        is_fallback: this handler is another's fallback: its answers say so
+            (default false).
     """
 
     def __init__(
@@ -94,9 +99,24 @@ class GenerateHandler:
         program: Path | None = None,
         record_history: bool = False,
         emit: Emit | None = None,
+        fallback_lm: dspy.BaseLM | None = None,
+        is_fallback: bool = False,
     ) -> None:
         self.lm = lm
         self.emit = emit
+        self.is_fallback = is_fallback
+        self.fallback: GenerateHandler | None = (
+            GenerateHandler(
+                fallback_lm,
+                module=module,
+                program=program,
+                record_history=record_history,
+                emit=emit,
+                is_fallback=True,
+            )
+            if fallback_lm is not None
+            else None
+        )
         self.module = module if module is not None else dspy.ChainOfThought(AnswerQuestion)
         if program is not None:
             load_program(self.module, program)
@@ -148,7 +168,7 @@ class GenerateHandler:
             if module is None or retrieved.history:
                 module = self.module
                 inputs["history"] = _history(retrieved.history)
-            with lm_scope(self.lm, record_history=self.record_history):
+            with lm_scope(self.lm, record_history=self.record_history), reported_usage():
                 if self.emit is None:
                     prediction = await module.acall(**inputs)
                 else:
@@ -168,6 +188,7 @@ class GenerateHandler:
             ],
             model=self.lm.model,
             extractive=is_extractive(self.lm),
+            fallback=self.is_fallback,
             timings_ms={**retrieved.timings_ms, "generate": elapsed_ms},
         )
         return [event.derive(RagEvent.ANSWER_GENERATED, payload)]

@@ -15,7 +15,7 @@ from ragbus.lm.offline import (
     ExtractiveEngine,
     offline_lm,
 )
-from ragbus.lm.scope import lm_scope
+from ragbus.lm.scope import lm_scope, reported_usage
 
 __all__ = [
     "AsyncExtractiveEngine",
@@ -25,4 +25,5 @@ __all__ = [
     "is_offline",
     "lm_scope",
     "offline_lm",
+    "reported_usage",
 ]

@@ -17,7 +17,8 @@ def build_lm(settings: Settings) -> dspy.LM:
     ``offline/extractive`` (the default) gives the offline extractive LM, waiting
     ``settings.lm_latency_ms`` per call. Any other value is a model string for
     ``dspy.LM`` (LiteLLM naming, e.g. ``openai/gpt-4o-mini``), called with
-    ``lm_api_base``, ``lm_api_key``, ``lm_temperature`` and ``lm_max_tokens``. DSPy's own
+    ``lm_api_base``, ``lm_api_key``, ``lm_temperature``, ``lm_max_tokens`` and
+    ``lm_timeout_s`` (the HTTP request's time limit). DSPy's own
     retries and cache are off (``num_retries=0``, ``cache=False``): ragbus retries and
     caches around the whole stage. Raises :class:`~ragbus.errors.ConfigurationError`
     when DSPy rejects the settings.
@@ -32,6 +33,10 @@ def build_lm(settings: Settings) -> dspy.LM:
         options["api_base"] = settings.lm_api_base
     if settings.lm_api_key is not None:
         options["api_key"] = settings.lm_api_key.get_secret_value()
+    if settings.lm_timeout_s is not None:
+        # DSPy hands it to whichever client it calls through: its own HTTP engine
+        # (connect, read and write timeouts) or LiteLLM (its request timeout)
+        options["timeout"] = settings.lm_timeout_s
     try:
         return dspy.LM(
             settings.lm_model,

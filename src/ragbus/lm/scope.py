@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
 import dspy
 
 from ragbus.lm.adapter import CHAT_ADAPTER
 from ragbus.observability import tracing
+from ragbus.usage import report_tokens
 
 
 def lm_scope(lm: dspy.BaseLM, *, record_history: bool = False) -> AbstractContextManager[Any]:
@@ -46,3 +48,19 @@ def lm_scope(lm: dspy.BaseLM, *, record_history: bool = False) -> AbstractContex
     )
     spans.enter_context(scope)
     return spans
+
+
+@contextmanager
+def reported_usage() -> Iterator[None]:
+    """Track the tokens the LM calls of the block use, as the LM reports them (DSPy's
+    usage tracker), and report their total to the rate limit (``RAGBUS_LM_TPM``)."""
+    from dspy.utils.usage_tracker import track_usage
+
+    with track_usage() as tracker:
+        try:
+            yield
+        finally:
+            total = sum(
+                int(usage.get("total_tokens") or 0) for usage in tracker.get_total_tokens().values()
+            )
+            report_tokens(total)

@@ -83,7 +83,9 @@ class AnswerGenerated(_Strict):
     """The answer to a question (the generate stage's output).
 
     ``extractive`` is true when the answer was assembled from passage sentences by the
-    offline LM rather than written by a generative model.
+    offline LM rather than written by a generative model. ``fallback`` is true when the
+    fallback LM (``RAGBUS_LM_FALLBACK_MODEL``) wrote it because the primary's breaker
+    was open (``model`` names it); absent in events of earlier ragbus, read as false.
     """
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
@@ -92,6 +94,7 @@ class AnswerGenerated(_Strict):
     sources: list[Source] = Field(default_factory=list, max_length=MAX_PASSAGES)
     model: str
     extractive: bool = False
+    fallback: bool = False
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 

@@ -99,8 +99,17 @@ def retrieve(context: StageContext) -> RetrieveHandler:
 )
 def generate(context: StageContext) -> GenerateHandler:
     """Answers the question from its passages with a DSPy module and the configured LM
-    (``RAGBUS_LM_MODEL``; a compiled program with ``RAGBUS_PROGRAM``)."""
-    return GenerateHandler(context.lm(), program=context.settings.program, emit=context.emit)
+    (``RAGBUS_LM_MODEL``; a compiled program with ``RAGBUS_PROGRAM``); while the LM's
+    breaker is open, with ``RAGBUS_LM_FALLBACK_MODEL`` if set."""
+    settings = context.settings
+    fallback = None
+    if settings.lm_fallback_model:
+        from ragbus.lm import build_lm
+
+        fallback = build_lm(settings.model_copy(update={"lm_model": settings.lm_fallback_model}))
+    return GenerateHandler(
+        context.lm(), program=settings.program, emit=context.emit, fallback_lm=fallback
+    )
 
 
 #: Stage names in pipeline order.

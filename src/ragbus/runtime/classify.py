@@ -57,6 +57,30 @@ def http_status(exc: BaseException) -> int | None:
     return None
 
 
+#: Exception class names that say "too many requests" (LiteLLM's and DSPy's).
+_RATE_LIMITED_NAMES = frozenset({"RateLimitError", "LMRateLimitError"})
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes (``__cause__``, else ``__context__``), outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    """Whether ``exc`` or one of its causes is a refusal for load: HTTP 429 or a
+    rate-limit error. The dependency is up and answering; it wants fewer calls."""
+    return any(
+        http_status(current) == 429
+        or any(cls.__name__ in _RATE_LIMITED_NAMES for cls in type(current).__mro__)
+        for current in causes(exc)
+    )
+
+
 def classify(exc: BaseException) -> FailureClass:
     """The failure class of ``exc``: breaker-open, transient or permanent.
 
@@ -70,13 +94,8 @@ def classify(exc: BaseException) -> FailureClass:
         return FailureClass.BREAKER_OPEN
     if isinstance(exc, PermanentError | InvalidEvent):
         return FailureClass.PERMANENT
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if _is_transient(current):
-            return FailureClass.TRANSIENT
-        current = current.__cause__ or current.__context__
+    if any(_is_transient(current) for current in causes(exc)):
+        return FailureClass.TRANSIENT
     return FailureClass.PERMANENT
 
 

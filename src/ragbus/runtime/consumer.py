@@ -1,8 +1,9 @@
 """The consumer of one stage: decode, guard, handle, publish, then let the bus ack.
 
 This is the :data:`ragbus.bus.MessageHandler` the runtime subscribes for each stage.
-Failures are classified once (``classify``) and end in exactly one place: a delayed
-redelivery, the dead-letter queue, or back in the queue (breaker open).
+Failures are decided once (:func:`ragbus.runtime.redelivery.decide`) and end in exactly
+one place: a delayed redelivery, the dead-letter queue, or back in the queue (breaker
+open).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from ragbus.bus.base import Bus, DeadLetter, DeadLetterReason, InboundMessage, R
 from ragbus.errors import PermanentError
 from ragbus.events import Envelope, EventRegistry, InvalidEvent
 from ragbus.observability.event_context import note_failure, observe
-from ragbus.runtime.backoff import DELAY_TIERS, jittered, redelivery_delay
 from ragbus.runtime.backpressure import publish_downstream
 from ragbus.runtime.cancellation import Cancellations, RequestCancelled
-from ragbus.runtime.classify import FailureClass, classify, retry_after
-from ragbus.runtime.deadline import EventExpired
-from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.classify import FailureClass
+from ragbus.runtime.guards.chain import Middleware, build_chain
+from ragbus.runtime.guards.deadline import EventExpired
+from ragbus.runtime.guards.decode import decode_for
+from ragbus.runtime.guards.dedup import ProcessedEvents
 from ragbus.runtime.metrics import Metrics
-from ragbus.runtime.middleware import Middleware, build_chain
+from ragbus.runtime.redelivery import DELAY_TIERS, Outcome, decide
 from ragbus.runtime.stage import Stage
 
 logger = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ class StageConsumer:
     async def __call__(self, message: InboundMessage) -> None:
         """Handle one delivery; returns when the message may be acknowledged."""
         try:
-            envelope = self.events.decode(message.body)
+            envelope = decode_for(self.stage, self.events, message.body)
         except InvalidEvent as exc:
             logger.warning(
                 "stage %s: invalid message dead-lettered: %s",
@@ -108,10 +110,6 @@ class StageConsumer:
 
     async def _handle(self, message: InboundMessage, envelope: Envelope) -> None:
         """Handle a decoded delivery: inside the event's span and log fields."""
-        if envelope.type not in self.stage.consumes:
-            error = InvalidEvent(f"stage {self.stage.name} does not consume {envelope.type!r}")
-            await self._dead_letter(message, DeadLetterReason.INVALID, error, attempts=1)
-            return
         name = self.stage.name
         if self.processed is not None and await self.processed.seen(name, envelope.id):
             logger.info("stage %s: dropping duplicate %s", name, envelope.id)
@@ -170,23 +168,18 @@ class StageConsumer:
     async def _on_failure(
         self, message: InboundMessage, envelope: Envelope, exc: Exception
     ) -> None:
-        failure = classify(exc)
-        note_failure(exc, failure.value)
-        self.metrics.failed.labels(self.stage.name, failure.value).inc()
-        if failure is FailureClass.BREAKER_OPEN:
+        decision = decide(
+            envelope, exc, max_attempts=self.stage.max_attempts, tiers=self.redelivery_delays
+        )
+        note_failure(exc, decision.failure.value)
+        self.metrics.failed.labels(self.stage.name, decision.failure.value).inc()
+        if decision.outcome is Outcome.REQUEUE:
             raise Requeue(str(exc)) from exc
-        if failure is FailureClass.PERMANENT:
+        if decision.outcome is Outcome.DEAD_LETTER:
             logger.warning(
-                "stage %s: permanent failure of %s: %r", self.stage.name, envelope.id, exc
-            )
-            await self._dead_letter(
-                message, DeadLetterReason.FAILED, exc, attempts=envelope.attempt
-            )
-            return
-        if envelope.attempt >= self.stage.max_attempts:
-            logger.warning(
-                "stage %s: %s failed %d times, dead-lettering: %r",
+                "stage %s: %s failure of %s after %d attempt(s), dead-lettering: %r",
                 self.stage.name,
+                decision.failure.value,
                 envelope.id,
                 envelope.attempt,
                 exc,
@@ -195,20 +188,17 @@ class StageConsumer:
                 message, DeadLetterReason.FAILED, exc, attempts=envelope.attempt
             )
             return
-        delay = retry_after(exc) or jittered(
-            redelivery_delay(envelope.attempt, tiers=self.redelivery_delays)
-        )
-        retry = envelope.model_copy(update={"attempt": envelope.attempt + 1})
+        assert decision.retry is not None  # REDELIVER always carries the event
         logger.info(
             "stage %s: %s attempt %d failed (%r); redelivering in %.1fs",
             self.stage.name,
             envelope.id,
             envelope.attempt,
             exc,
-            delay,
+            decision.delay_s,
         )
         self.metrics.retried.labels(self.stage.name, "redelivery").inc()
-        await self.bus.publish(retry, stage=self.stage.name, delay=delay)
+        await self.bus.publish(decision.retry, stage=self.stage.name, delay=decision.delay_s)
 
     async def _dead_letter(
         self,

@@ -62,6 +62,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.concurrency_limit = Gauge(
+            "ragbus_concurrency_limit",
+            "Adaptive limit of calls in flight to a dependency, per process",
+            ["dependency"],
+            registry=r,
+        )
         self.cache = Counter(
             "ragbus_cache", "Cache lookups and errors", ["stage", "result"], registry=r
         )

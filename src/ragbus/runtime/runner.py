@@ -11,8 +11,8 @@ from ragbus.runtime.batching import Batcher
 from ragbus.runtime.cancellation import Cancellations
 from ragbus.runtime.consumer import StageConsumer
 from ragbus.runtime.guards import Guards
+from ragbus.runtime.guards.chain import Middleware
 from ragbus.runtime.metrics import Metrics
-from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.stage import Stage
 
 

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ragbus.events import Envelope
+from ragbus.runtime.redelivery import MAX_ATTEMPTS
 
 #: A handler: one input event in, the events it produces out. No bus code.
 Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
@@ -35,6 +36,10 @@ class Stage:
             True: the handler is a pure function of its input and configuration).
         produces: the event types its outputs may have; an output of another type fails
             the event as a permanent error (default None: not checked).
+        fallback: a handler that does the stage's work without its dependency (the
+            generate stage with ``RAGBUS_LM_FALLBACK_MODEL``): while the dependency's
+            breaker is open, events go to it instead of waiting (default None: the
+            stage pauses).
     """
 
     name: str
@@ -42,8 +47,9 @@ class Stage:
     handler: Handler
     concurrency: int = 16
     timeout_s: float = 60.0
-    max_attempts: int = 5
+    max_attempts: int = MAX_ATTEMPTS
     fingerprint: str = ""
     dependency: str | None = None
     cacheable: bool = True
     produces: tuple[str, ...] | None = None
+    fallback: Handler | None = None

@@ -12,24 +12,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragbus.runtime.breaker import BreakerState
+from ragbus.runtime.circuit import BreakerState
 from ragbus.runtime.classify import FailureClass
 from ragbus.runtime.runner import Runtime
 from ragbus.runtime.stage import Stage
 
 
 def concurrency_limit(runtime: Runtime, stage: Stage) -> int:
-    """The number of events ``stage`` may handle at once in ``runtime`` right now.
-
-    Today this is the stage's fixed concurrency; a flow-control guard that adapts the
-    limit reports its current value here, and the status view follows.
+    """The number of events ``stage`` may handle at once in ``runtime`` right now: the
+    current adaptive limit of its dependency (``RAGBUS_LM_CONCURRENCY_*``) where that
+    dependency is limited and has been called, never more than the stage's concurrency;
+    else the stage's concurrency.
 
     Parameters:
         runtime: the runtime serving the stage.
         stage: the stage.
     """
-    del runtime  # the runtime will own the adaptive limits
-    return stage.concurrency
+    if stage.dependency is None:
+        return stage.concurrency
+    adaptive = runtime.guards.limiters.limits().get(stage.dependency)
+    return stage.concurrency if adaptive is None else min(adaptive, stage.concurrency)
 
 
 def breaker_state_name(state: BreakerState) -> str:

@@ -67,7 +67,7 @@ class RabbitMQBus(Bus):
             ``delivery_limit + 1`` deliveries (default 20).
         delay_tiers: delays of the retry queues in seconds; a delayed publish uses the
             smallest tier at least as long as the delay, else the longest (default
-            ``(1.0, 5.0, 30.0, 120.0)``).
+            ``ragbus.runtime.redelivery.DELAY_TIERS``).
         reconnect_interval: seconds between reconnection attempts (default 1.0).
         watchdog_interval: seconds between checks that every stage has a live consumer
             (default 2.0).

@@ -38,13 +38,14 @@ from ragbus.bus.base import QueueStats
 from ragbus.bus.errors import BusError
 from ragbus.bus.rabbitmq.connection import BrokerConnection
 from ragbus.config.settings import QUORUM_GROUP_SIZE
+from ragbus.runtime.redelivery import DELAY_TIERS, DELIVERY_LIMIT
 
-#: The delays of the per-stage retry queues, in seconds.
-DEFAULT_DELAY_TIERS: Final[tuple[float, ...]] = (1.0, 5.0, 30.0, 120.0)
+#: The delays of the per-stage retry queues, in seconds (the redelivery tiers).
+DEFAULT_DELAY_TIERS: Final = DELAY_TIERS
 
 #: Deliveries a stage queue allows before the broker dead-letters a message whose
 #: handler keeps failing (the quorum queue's ``x-delivery-limit``).
-DEFAULT_DELIVERY_LIMIT: Final = 20
+DEFAULT_DELIVERY_LIMIT: Final = DELIVERY_LIMIT
 
 #: Nodes each queue is replicated on (``x-quorum-initial-group-size``).
 DEFAULT_QUORUM_GROUP_SIZE: Final = QUORUM_GROUP_SIZE

@@ -1,33 +1,16 @@
-"""Deadlines and timeouts: an expired event is not processed; each call is bounded."""
+"""The timeout guard: each handler call is bounded by its stage's time and the deadline.
+
+Settings: ``RAGBUS_STAGE_TIMEOUT_S`` (default 60) is every stage's limit unless the
+stage sets its own (``Stage.timeout_s``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from ragbus.events import Envelope, utc_now
+from ragbus.runtime.guards.deadline import expired
 from ragbus.runtime.stage import Handler, Stage
-
-
-class EventExpired(Exception):
-    """The event's deadline passed before its stage could finish it."""
-
-
-def expired(envelope: Envelope) -> EventExpired:
-    """The error for ``envelope``'s passed deadline."""
-    deadline = envelope.deadline.isoformat() if envelope.deadline else "?"
-    return EventExpired(f"deadline {deadline} passed")
-
-
-class DeadlineGuard:
-    """Refuses an event whose deadline has passed (:class:`EventExpired`, which the
-    consumer dead-letters with reason ``expired``)."""
-
-    async def __call__(
-        self, stage: Stage, envelope: Envelope, call_next: Handler
-    ) -> list[Envelope]:
-        if envelope.is_expired():
-            raise expired(envelope)
-        return await call_next(envelope)
 
 
 class TimeoutGuard:

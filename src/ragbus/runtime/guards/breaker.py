@@ -1,9 +1,16 @@
-"""Circuit breakers around handlers: one per dependency, pausing the stages that use it.
+"""The breaker guard: one circuit breaker per dependency, pausing the stages that use it.
 
 When a dependency's breaker opens, every stage depending on it stops taking events
 (the bus keeps them) and the failing event goes back unharmed, its attempt not
 counted: an outage fills no dead-letter queue. After the open wait the stages take
 events again; the first few are probes, the rest wait for the probes' verdict.
+
+A stage with a fallback handler (``Stage.fallback``: the generate stage with
+``RAGBUS_LM_FALLBACK_MODEL``) is not paused: while the breaker refuses, its events go
+to the fallback, under the stage's timeout, and the result is not cached.
+
+Settings: ``RAGBUS_BREAKER_*`` (see :func:`ragbus.runtime.guards.stack.breaker_config`
+and :class:`ragbus.runtime.circuit.BreakerConfig` for defaults).
 """
 
 from __future__ import annotations
@@ -12,16 +19,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import Any
 
 from ragbus.bus.base import Bus
 from ragbus.events import Envelope
-from ragbus.runtime.breaker import BreakerConfig, BreakerState, CircuitBreaker
-from ragbus.runtime.classify import BreakerOpenError, FailureClass, classify
+from ragbus.runtime.circuit import BreakerConfig, BreakerState, CircuitBreaker
+from ragbus.runtime.classify import BreakerOpenError, FailureClass, classify, is_rate_limited
+from ragbus.runtime.guards.timeout import TimeoutGuard
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage
 
 logger = logging.getLogger(__name__)
+
+#: Set when the current call was answered by the stage's fallback, so that the cache
+#: guard does not keep a degraded answer under the primary's key.
+SERVED_BY_FALLBACK: ContextVar[bool] = ContextVar("ragbus_served_by_fallback", default=False)
 
 
 class BreakerBoard:
@@ -49,7 +62,9 @@ class BreakerBoard:
         """The breaker of ``stage``'s dependency (created on first use), or None."""
         if stage.dependency is None:
             return None
-        self.stages.setdefault(stage.dependency, set()).add(stage.name)
+        stages = self.stages.setdefault(stage.dependency, set())
+        if stage.fallback is None:  # a stage with a fallback goes on while it is open
+            stages.add(stage.name)
         breaker = self.breakers.get(stage.dependency)
         if breaker is None:
             breaker = CircuitBreaker(stage.dependency, self.config)
@@ -95,7 +110,8 @@ class BreakerBoard:
 
 class BreakerGuard:
     """Lets a call through only when its dependency's breaker allows it, and records the
-    outcome: transient failures count against the dependency, permanent ones do not.
+    outcome: transient failures count against the dependency; permanent ones and
+    refusals for load (HTTP 429) do not.
 
     Parameters:
         board: the runtime's breakers.
@@ -113,7 +129,12 @@ class BreakerGuard:
         breaker = self.board.breaker_for(stage)
         if breaker is None:
             return await call_next(envelope)
-        await self._acquire(breaker)
+        try:
+            await self._acquire(breaker, wait=stage.fallback is None)
+        except BreakerOpenError:
+            if stage.fallback is None:
+                raise
+            return await _fallback(stage, envelope, stage.fallback)
         started = time.monotonic()
         try:
             outputs = await call_next(envelope)
@@ -121,19 +142,24 @@ class BreakerGuard:
             breaker.release()
             raise
         except Exception as exc:
-            failed = classify(exc) is FailureClass.TRANSIENT
+            # a 429 is the dependency up and answering, asking for fewer calls: the rate
+            # and adaptive limits answer it; the breaker counts what says it is down
+            failed = classify(exc) is FailureClass.TRANSIENT and not is_rate_limited(exc)
             breaker.record(failed=failed, duration_s=time.monotonic() - started)
             if failed and breaker.state is not BreakerState.CLOSED:
+                if stage.fallback is not None:
+                    return await _fallback(stage, envelope, stage.fallback)
                 raise BreakerOpenError(f"{breaker.name} breaker opened: {exc!r}") from exc
             raise
         breaker.record(failed=False, duration_s=time.monotonic() - started)
         return outputs
 
-    async def _acquire(self, breaker: CircuitBreaker) -> None:
+    async def _acquire(self, breaker: CircuitBreaker, *, wait: bool = True) -> None:
+        """Take a permit; without ``wait``, refuse at once while the probes decide."""
         try:
             async with asyncio.timeout(self.probe_wait_s):
                 while not breaker.try_acquire():
-                    if breaker.state is BreakerState.OPEN:
+                    if breaker.state is BreakerState.OPEN or not wait:
                         raise BreakerOpenError(
                             f"{breaker.name} breaker is open for "
                             f"{breaker.seconds_until_half_open:.1f}s more"
@@ -141,3 +167,10 @@ class BreakerGuard:
                     await self.board.changed[breaker.name].wait()
         except TimeoutError:
             raise BreakerOpenError(f"{breaker.name} breaker: probes undecided") from None
+
+
+async def _fallback(stage: Stage, envelope: Envelope, fallback: Handler) -> list[Envelope]:
+    """``envelope`` handled by ``stage``'s fallback, under the stage's timeout."""
+    logger.debug("stage %s: %s answered by the fallback", stage.name, envelope.id)
+    SERVED_BY_FALLBACK.set(True)
+    return await TimeoutGuard()(stage, envelope, fallback)

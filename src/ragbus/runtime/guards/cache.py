@@ -18,7 +18,8 @@ from typing import Any
 
 from ragbus.events import Envelope, utc_now
 from ragbus.runtime.cache import SharedCache, result_key
-from ragbus.runtime.deadline import EventExpired, expired
+from ragbus.runtime.guards.breaker import SERVED_BY_FALLBACK
+from ragbus.runtime.guards.deadline import EventExpired, expired
 from ragbus.runtime.lease import LeaseOutcome
 from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.stage import Handler, Stage
@@ -107,12 +108,20 @@ class ResultCacheGuard:
         future.set_result(to_cached(result))
         return result
 
+    async def _store(self, stage: Stage, key: str, outputs: list[Envelope]) -> None:
+        """Cache ``outputs``, unless a fallback made them (a degraded answer is not kept
+        under the primary's key)."""
+        if SERVED_BY_FALLBACK.get():
+            SERVED_BY_FALLBACK.set(False)
+            return
+        await self.cache.set(key, to_cached(outputs), stage=stage.name)
+
     async def _compute_once(
         self, stage: Stage, envelope: Envelope, call_next: Handler, key: str
     ) -> list[Envelope]:
         if not self.cache.shared:
             outputs = await call_next(envelope)
-            await self.cache.set(key, to_cached(outputs), stage=stage.name)
+            await self._store(stage, key, outputs)
             return outputs
         lease = f"lease:{key}"
         while True:
@@ -125,7 +134,7 @@ class ResultCacheGuard:
                             self.metrics.cache.labels(stage.name, "coalesced").inc()
                             return from_cached(envelope, cached)
                     outputs = await call_next(envelope)
-                    await self.cache.set(key, to_cached(outputs), stage=stage.name)
+                    await self._store(stage, key, outputs)
                     return outputs
             # another worker computes it: wait for its result, or for its lease to end
             # (it failed, or died and stopped renewing)

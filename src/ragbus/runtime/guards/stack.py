@@ -1,9 +1,5 @@
-"""The guard chain around every handler, built from the settings.
-
-Order, outermost first: deadline -> cache lookup + coalescing -> retry -> breaker ->
-timeout -> handler. Decoding, deduplication, publishing, acking and dead-lettering
-happen around the chain, in the stage consumer.
-"""
+"""The guard stack of a runtime, built from the settings (see :mod:`ragbus.runtime.guards`
+for the order)."""
 
 from __future__ import annotations
 
@@ -12,15 +8,18 @@ from dataclasses import dataclass
 
 from ragbus.bus.base import Bus
 from ragbus.config import Settings
-from ragbus.runtime.breaker import BreakerConfig
-from ragbus.runtime.breaker_guard import BreakerBoard, BreakerGuard
 from ragbus.runtime.cache import SharedCache
-from ragbus.runtime.deadline import DeadlineGuard, TimeoutGuard
-from ragbus.runtime.dedup import ProcessedEvents
+from ragbus.runtime.circuit import BreakerConfig
+from ragbus.runtime.guards.adaptive import AdaptiveConfig, AdaptiveLimitGuard, LimiterBoard
+from ragbus.runtime.guards.breaker import BreakerBoard, BreakerGuard
+from ragbus.runtime.guards.cache import ResultCacheGuard
+from ragbus.runtime.guards.chain import Middleware
+from ragbus.runtime.guards.deadline import DeadlineGuard
+from ragbus.runtime.guards.dedup import ProcessedEvents
+from ragbus.runtime.guards.rate_limit import CallsPerMinute, RateLimitGuard
+from ragbus.runtime.guards.retry import RetryGuard, RetryPolicy
+from ragbus.runtime.guards.timeout import TimeoutGuard
 from ragbus.runtime.metrics import Metrics
-from ragbus.runtime.middleware import Middleware
-from ragbus.runtime.result_cache import ResultCacheGuard
-from ragbus.runtime.retry import RetryGuard, RetryPolicy
 
 
 def breaker_config(settings: Settings) -> BreakerConfig:
@@ -37,15 +36,31 @@ def breaker_config(settings: Settings) -> BreakerConfig:
     )
 
 
+def adaptive_configs(settings: Settings) -> dict[str, AdaptiveConfig]:
+    """The dependencies whose concurrency adapts, and how (the LM's, unless turned off);
+    ``ValueError`` unless min <= start <= max."""
+    if not settings.lm_concurrency_adaptive:
+        return {}
+    config = AdaptiveConfig(
+        start=settings.lm_concurrency_start,
+        minimum=settings.lm_concurrency_min,
+        maximum=settings.lm_concurrency_max,
+    )
+    return {"lm": config}
+
+
 @dataclass
 class Guards:
-    """What the guards of one runtime share: cache, breakers, retry policy, dedup set.
+    """What the guards of one runtime share: cache, breakers, adaptive limits, rate
+    limits, retry policy, dedup set.
 
     Build it with :meth:`from_settings`; call :meth:`close` when the runtime stops.
     """
 
     cache: SharedCache
     board: BreakerBoard
+    limiters: LimiterBoard
+    calls: CallsPerMinute
     retry: RetryPolicy
     processed: ProcessedEvents | None
     metrics: Metrics
@@ -55,8 +70,9 @@ class Guards:
     @classmethod
     def from_settings(cls, settings: Settings, bus: Bus, metrics: Metrics) -> Guards:
         """Guards configured by ``settings``, pausing stages on ``bus``."""
+        cache_url = settings.cache_url.get_secret_value() if settings.cache_url else None
         cache = SharedCache(
-            settings.cache_url.get_secret_value() if settings.cache_url else None,
+            cache_url,
             ttl_s=settings.cache_ttl_s,
             max_bytes=settings.cache_max_bytes,
             namespace=settings.cache_namespace,
@@ -66,6 +82,13 @@ class Guards:
         return cls(
             cache=cache,
             board=BreakerBoard(bus, breaker_config(settings), metrics),
+            limiters=LimiterBoard(adaptive_configs(settings), metrics),
+            calls=CallsPerMinute(
+                {"lm": settings.lm_rpm} if settings.lm_rpm else {},
+                cache_url=cache_url,
+                namespace=settings.cache_namespace,
+                tokens_per_minute={"lm": settings.lm_tpm} if settings.lm_tpm else {},
+            ),
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_s=settings.retry_initial_s,
@@ -82,15 +105,21 @@ class Guards:
 
         Parameters:
             extra: middleware of the pipeline or the user, placed after the outer guards
-                (deadline, cache and coalescing) and before the inner ones (retry,
-                breaker, timeout), so it sees each call once, however often it is
-                retried (default none).
+                (deadline, cache and coalescing) and before the inner ones (retry, rate
+                limit, adaptive limit, breaker, timeout), so it sees each call once,
+                however often it is retried (default none).
         """
         chain: list[Middleware] = [DeadlineGuard()]
         if self.cache_enabled:
             chain.append(ResultCacheGuard(self.cache, owner=self.owner))
         chain += extra
-        chain += [RetryGuard(self.retry, self.metrics), BreakerGuard(self.board), TimeoutGuard()]
+        chain += [
+            RetryGuard(self.retry, self.metrics),
+            RateLimitGuard(self.calls),
+            AdaptiveLimitGuard(self.limiters),
+            BreakerGuard(self.board),
+            TimeoutGuard(),
+        ]
         return chain
 
     async def close(self) -> None:
