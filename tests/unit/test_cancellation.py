@@ -18,8 +18,8 @@ from ragbus.runtime.cancellation import (
     RequestCancelled,
     cancel_event,
 )
-from ragbus.runtime.metrics import Metrics
 from ragbus.runtime.guards.cache import ResultCacheGuard
+from ragbus.runtime.metrics import Metrics
 from tests.unit.test_guards import CountingHandler, query, stage
 
 
