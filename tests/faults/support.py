@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter
 from ragbus.client import Client
 from ragbus.config import Settings
+from ragbus.events import Envelope, new_event, utc_now
+from ragbus.payloads.rag import QueryReceived, RagEvent
 from ragbus.pipelines.rag import STAGE_NAMES
 from tests.amqp import TIERS
 from tests.lm_server import FakeLMServer
@@ -70,3 +73,16 @@ def metric(client: Client, name: str, **labels: str) -> float:
     assert client.runtime is not None, "the client runs no pipeline"
     value = client.runtime.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
+
+
+async def publish_question(client: Client, question: str, *, deadline_s: float) -> Envelope:
+    """Publish ``question`` with a deadline ``deadline_s`` seconds from now, and wait for
+    nothing: unlike an asker who gives up (which cancels its question), nobody cancels
+    it, so when its deadline passes it expires."""
+    query = new_event(
+        RagEvent.QUERY_RECEIVED,
+        QueryReceived(question=question),
+        deadline=utc_now() + timedelta(seconds=deadline_s),
+    )
+    await client.publish(query)
+    return query
