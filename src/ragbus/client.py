@@ -26,6 +26,7 @@ from ragbus.apps import load_app
 from ragbus.bus.base import Bus, InboundMessage
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
+from ragbus.errors import AnswerTimeout as AnswerTimeout  # raised here, imported from here by users
 from ragbus.events import Envelope, InvalidEvent, utc_now
 from ragbus.host import Host, runs_embedded
 from ragbus.json_input import parse_json
@@ -33,10 +34,6 @@ from ragbus.payloads.rag import QueryReceived, RagEvent, Turn
 from ragbus.pipeline import Pipeline
 from ragbus.runtime.middleware import Middleware
 from ragbus.runtime.runner import Runtime
-
-
-class AnswerTimeout(TimeoutError):
-    """No result (answer) arrived within the time asked for."""
 
 
 @dataclass

@@ -34,3 +34,8 @@ class TransientError(RagbusError):
 
 class ConfigurationError(RagbusError):
     """A setting or an input path is wrong; raised at start-up, shown as one line."""
+
+
+class AnswerTimeout(TimeoutError):
+    """No result (answer) arrived within the time asked for (raised by
+    :class:`ragbus.client.Client`, which re-exports it)."""
