@@ -98,3 +98,13 @@ async def test_publish_imports_the_broker_client_only(
         await namespace.cleanup()
     assert "aio_pika" in loaded
     assert not loaded & HEAVY, f"ragbus publish imported {sorted(loaded & HEAVY)}"
+
+
+@pytest.mark.slow
+def test_ask_on_the_embedded_default_loads_no_broker_or_redis_client(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    loaded = imported(["ask", "How does ragbus handle a failed event?"], env, tmp_path)
+    assert "dspy" in loaded  # the generate stage runs here
+    unused = loaded & (BROKER | {"redis", "aiocache"})
+    assert not unused, f"ragbus ask imported {sorted(unused)} with no broker nor Redis set"
