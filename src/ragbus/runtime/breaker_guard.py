@@ -130,6 +130,8 @@ class BreakerGuard:
         return outputs
 
     async def _acquire(self, breaker: CircuitBreaker) -> None:
+        if breaker.try_acquire():
+            return  # the common case: no timer to arm and cancel
         try:
             async with asyncio.timeout(self.probe_wait_s):
                 while not breaker.try_acquire():

@@ -65,6 +65,14 @@ class ResultCacheGuard:
         self.poll_s = poll_s
         self.metrics = metrics or cache.metrics
         self._in_flight: dict[str, asyncio.Future[CachedOutputs]] = {}
+        # label lookups cost more than the updates: each (stage, result) series is bound once
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def _count(self, stage: str, result: str) -> None:
+        counter = self._counters.get((stage, result))
+        if counter is None:
+            counter = self._counters[stage, result] = self.metrics.cache.labels(stage, result)
+        counter.inc()
 
     async def __call__(
         self, stage: Stage, envelope: Envelope, call_next: Handler
@@ -74,11 +82,11 @@ class ResultCacheGuard:
         key = result_key(stage.name, stage.fingerprint, envelope.payload)
         cached = await self.cache.get(key, stage=stage.name)
         if cached is not None:
-            self.metrics.cache.labels(stage.name, "hit").inc()
+            self._count(stage.name, "hit")
             return from_cached(envelope, cached)
         leader = self._in_flight.get(key)
         if leader is not None:
-            self.metrics.cache.labels(stage.name, "coalesced").inc()
+            self._count(stage.name, "coalesced")
         while leader is not None:
             try:
                 return from_cached(envelope, await _follow(envelope, leader))
@@ -87,7 +95,7 @@ class ResultCacheGuard:
                     raise
                 # the leader ran out of its own time, not of this event's: take over
                 leader = self._in_flight.get(key)
-        self.metrics.cache.labels(stage.name, "miss").inc()
+        self._count(stage.name, "miss")
         future: asyncio.Future[CachedOutputs] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume_exception)
         self._in_flight[key] = future
@@ -116,7 +124,7 @@ class ResultCacheGuard:
                     if outcome is LeaseOutcome.TAKEN:
                         cached = await self.cache.get(key, stage=stage.name)
                         if cached is not None:
-                            self.metrics.cache.labels(stage.name, "coalesced").inc()
+                            self._count(stage.name, "coalesced")
                             return from_cached(envelope, cached)
                     outputs = await call_next(envelope)
                     await self.cache.set(key, to_cached(outputs), stage=stage.name)
@@ -129,7 +137,7 @@ class ResultCacheGuard:
                     raise expired(envelope)
                 cached = await self.cache.get(key, stage=stage.name)
                 if cached is not None:
-                    self.metrics.cache.labels(stage.name, "coalesced").inc()
+                    self._count(stage.name, "coalesced")
                     return from_cached(envelope, cached)
                 if not await self.cache.lease_held(lease, stage=stage.name):
                     break  # try to take over (or compute, if Redis went down)
