@@ -13,7 +13,7 @@ from ragbus.events import Envelope, new_event
 from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
 from ragbus.runtime.breaker import BreakerConfig, BreakerState
 from ragbus.runtime.breaker_guard import BreakerBoard, BreakerGuard
-from ragbus.runtime.cache import SharedCache, input_key
+from ragbus.runtime.cache import SharedCache, input_key, result_key
 from ragbus.runtime.classify import BreakerOpenError
 from ragbus.runtime.dedup import ProcessedEvents
 from ragbus.runtime.local_cache import LocalCache
@@ -202,6 +202,34 @@ async def test_cache_hit_skips_the_handler_and_keys_normalize_the_question() -> 
     await guard(stage(handler), query("what is ragbus?"), handler)
     await guard(stage(handler, fingerprint="other-model"), query("what is ragbus?"), handler)
     assert handler.calls == 2  # the fingerprint is part of the key
+
+
+async def test_a_hit_rebuilds_the_outputs_from_their_wire_form() -> None:
+    handler = CountingHandler()
+    cache = SharedCache()
+    guard = ResultCacheGuard(cache)
+    first_query = query("What is ragbus?")
+    [first] = await guard(stage(handler), first_query, handler)
+    second_query = query("What is ragbus?")
+    [second] = await guard(stage(handler), second_query, handler)
+    assert handler.calls == 1
+    assert (second.type, second.payload) == (first.type, first.payload)
+    assert second.causation_id == second_query.id and second.id != first.id
+    # what is kept is the outputs' JSON text, as published: nothing for the GC to walk
+    kept = await cache.get(result_key("retrieve", "", first_query.payload))
+    assert isinstance(kept, str) and first.encode().decode() in kept
+
+
+async def test_a_result_cached_as_a_list_by_an_earlier_version_is_still_served() -> None:
+    handler = CountingHandler()
+    cache = SharedCache()
+    guard = ResultCacheGuard(cache)
+    old = query("old")
+    [first] = await guard(stage(handler), old, handler)
+    key = result_key("retrieve", "", old.payload)
+    await cache.set(key, [{"type": first.type, "payload": first.payload}])
+    [again] = await guard(stage(handler), query("old"), handler)
+    assert handler.calls == 1 and again.payload == first.payload
 
 
 async def test_failed_leader_lets_followers_fail_and_caches_nothing() -> None:

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from ragbus.events import Envelope, utc_now
+from ragbus.json_input import parse_json
 from ragbus.runtime.cache import SharedCache, result_key
 from ragbus.runtime.deadline import EventExpired, expired
 from ragbus.runtime.lease import LeaseOutcome
@@ -25,19 +26,23 @@ from ragbus.runtime.stage import Handler, Stage
 
 logger = logging.getLogger(__name__)
 
-#: What is cached: the outputs' types and payloads (ids are derived from each input).
-CachedOutputs = list[dict[str, Any]]
+#: What is cached: the outputs as a JSON array of their envelopes, each in the encoding
+#: its hop publishes anyway (no second encoding). Text, so a cache full of results gives
+#: the garbage collector nothing to walk and the in-process cache's size is its length.
+CachedOutputs = str
 
 
 def to_cached(outputs: list[Envelope]) -> CachedOutputs:
-    """The cacheable part of ``outputs``."""
-    return [{"type": output.type, "payload": output.payload} for output in outputs]
+    """``outputs`` as they are cached."""
+    return "[" + ",".join(output.encode().decode() for output in outputs) + "]"
 
 
-def from_cached(envelope: Envelope, cached: CachedOutputs) -> list[Envelope]:
+def from_cached(envelope: Envelope, cached: CachedOutputs | list[dict[str, Any]]) -> list[Envelope]:
     """Outputs of ``envelope`` rebuilt from a cached result: their own ids, correlation
-    and causation, the cached payloads."""
-    return [envelope.derive(item["type"], item["payload"]) for item in cached]
+    and causation, the cached types and payloads (a list of ``{"type", "payload"}``
+    is what a shared cache may still hold from an earlier ragbus)."""
+    items = parse_json(cached) if isinstance(cached, str) else cached
+    return [envelope.derive(item["type"], item["payload"]) for item in items]
 
 
 class ResultCacheGuard:
