@@ -17,7 +17,7 @@ from ragbus.runtime.cache import SharedCache, input_key, result_key
 from ragbus.runtime.classify import BreakerOpenError
 from ragbus.runtime.dedup import ProcessedEvents
 from ragbus.runtime.local_cache import LocalCache
-from ragbus.runtime.result_cache import ResultCacheGuard
+from ragbus.runtime.result_cache import KEY_SUFFIX, ResultCacheGuard
 from ragbus.runtime.retry import RetryGuard, RetryPolicy
 from ragbus.runtime.stage import Stage
 from tests.fakes import RecordingBus
@@ -216,20 +216,26 @@ async def test_a_hit_rebuilds_the_outputs_from_their_wire_form() -> None:
     assert (second.type, second.payload) == (first.type, first.payload)
     assert second.causation_id == second_query.id and second.id != first.id
     # what is kept is the outputs' JSON text, as published: nothing for the GC to walk
-    kept = await cache.get(result_key("retrieve", "", first_query.payload))
+    kept = await cache.get(result_key("retrieve", "", first_query.payload) + KEY_SUFFIX)
     assert isinstance(kept, str) and first.encode().decode() in kept
 
 
-async def test_a_result_cached_as_a_list_by_an_earlier_version_is_still_served() -> None:
+async def test_results_kept_as_lists_by_an_earlier_version_are_not_read() -> None:
     handler = CountingHandler()
     cache = SharedCache()
-    guard = ResultCacheGuard(cache)
     old = query("old")
-    [first] = await guard(stage(handler), old, handler)
-    key = result_key("retrieve", "", old.payload)
-    await cache.set(key, [{"type": first.type, "payload": first.payload}])
-    [again] = await guard(stage(handler), query("old"), handler)
-    assert handler.calls == 1 and again.payload == first.payload
+    # what an earlier ragbus wrote (and reads) under the key without the suffix
+    await cache.set(result_key("retrieve", "", old.payload), [{"type": "x", "payload": {}}])
+    [output] = await guard_call(cache, handler, old)
+    assert handler.calls == 1 and output.type == RagEvent.DOCUMENTS_RETRIEVED
+    kept = await cache.get(result_key("retrieve", "", old.payload))
+    assert kept == [{"type": "x", "payload": {}}]  # theirs, left for them
+
+
+async def guard_call(
+    cache: SharedCache, handler: CountingHandler, event: Envelope
+) -> list[Envelope]:
+    return await ResultCacheGuard(cache)(stage(handler), event, handler)
 
 
 async def test_failed_leader_lets_followers_fail_and_caches_nothing() -> None:

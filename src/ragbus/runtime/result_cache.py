@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Final
 
 from ragbus.events import Envelope, utc_now
 from ragbus.json_input import parse_json
@@ -31,17 +31,21 @@ logger = logging.getLogger(__name__)
 #: the garbage collector nothing to walk and the in-process cache's size is its length.
 CachedOutputs = str
 
+#: Ends the key of every cached result: results were kept as lists of dicts before they
+#: were kept as text, and a worker of either kind sharing a Redis cache with the other
+#: must not read what it cannot (so a rolling upgrade only starts the cache afresh).
+KEY_SUFFIX: Final = ":json"
+
 
 def to_cached(outputs: list[Envelope]) -> CachedOutputs:
     """``outputs`` as they are cached."""
     return "[" + ",".join(output.encode().decode() for output in outputs) + "]"
 
 
-def from_cached(envelope: Envelope, cached: CachedOutputs | list[dict[str, Any]]) -> list[Envelope]:
+def from_cached(envelope: Envelope, cached: CachedOutputs) -> list[Envelope]:
     """Outputs of ``envelope`` rebuilt from a cached result: their own ids, correlation
-    and causation, the cached types and payloads (a list of ``{"type", "payload"}``
-    is what a shared cache may still hold from an earlier ragbus)."""
-    items = parse_json(cached) if isinstance(cached, str) else cached
+    and causation, the cached types and payloads."""
+    items: list[dict[str, Any]] = parse_json(cached)
     return [envelope.derive(item["type"], item["payload"]) for item in items]
 
 
@@ -84,7 +88,7 @@ class ResultCacheGuard:
     ) -> list[Envelope]:
         if not stage.cacheable:
             return await call_next(envelope)
-        key = result_key(stage.name, stage.fingerprint, envelope.payload)
+        key = result_key(stage.name, stage.fingerprint, envelope.payload) + KEY_SUFFIX
         cached = await self.cache.get(key, stage=stage.name)
         if cached is not None:
             self._count(stage.name, "hit")
