@@ -331,6 +331,13 @@ class MemoryBus(Bus):
             stage.in_flight.add(worker)
             try:
                 await self._deliver(stage, message)
+            except asyncio.CancelledError:
+                if worker.cancelling():
+                    raise  # the bus stops this worker
+                # the handler's own (a future it awaited was cancelled): its delivery
+                # failed, the worker goes on
+                error = RuntimeError("the handler was cancelled")
+                await self._redeliver(stage, message, error)
             finally:
                 stage.in_flight.discard(worker)
 
