@@ -8,7 +8,7 @@ report): the memory-bus benchmark and the RabbitMQ benchmark, each with LM laten
 and 200 ms, then 1 worker process against 2 and against one ``ragbus worker
 --processes 2`` (LM latency 0 and 200 ms), then the SSE time to first token of 200
 clients (memory bus with and without token chunks, RabbitMQ with 1 and 2 gateway
-processes). The generated
+processes), then the start time of ``ragbus`` commands (bench/cli_start.py). The generated
 section of the output file (between the ``bench:results`` markers) is replaced; the
 text around it is kept. The raw results go to ``bench/results/latest.json``.
 
@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ragbus.config import BusKind, load_settings
+from ragbus_bench.cli_start import StartTime
+from ragbus_bench.cli_start import render as render_start_times
 from ragbus_bench.machine import broker_version, load_average, machine_facts
 from ragbus_bench.report import BEGIN, END, Run, render_section, splice
 from ragbus_bench.stats import BenchConfig, BenchResult
@@ -114,7 +116,10 @@ def suite(queries: int, concurrency: int) -> list[Step]:
     argv += ("--lm-latency-ms", str(SSE_LM_MS), "--json")
     title = f"SSE time to first token, {SSE_CLIENTS} clients, LM {SSE_LM_MS} ms (p50/p99: TTFT)"
     steps.append(Step("sse", title, argv, BusKind.RABBITMQ, sse, workers=True))
-    order = {"memory": 0, "rabbitmq": 1, "workers": 2, "sse": 3}
+    cli = ("bench/cli_start.py", "--json")
+    once = BenchConfig(queries=1, concurrency=1, lm_latency_ms=0)  # each command alone
+    steps.append(Step("cli", "Start time of ragbus commands", cli, BusKind.MEMORY, once))
+    order = {"memory": 0, "rabbitmq": 1, "workers": 2, "sse": 3, "cli": 4}
     return sorted(steps, key=lambda step: (order[step.name], step.config.lm_latency_ms))
 
 
@@ -139,11 +144,15 @@ def run_step(step: Step) -> Run:
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             run.error = f"exit {done.returncode}: {lines[-1] if lines else 'no output'}"
+        elif step.name == "cli":
+            times = [StartTime(**item) for item in json.loads(done.stdout)]
+            run.table = render_start_times(times)
         else:
             run.results = [BenchResult.from_dict(item) for item in json.loads(done.stdout)]
     run.seconds = time.perf_counter() - started
     run.load_after = load_average()
     outcome = run.error or ", ".join(f"{r.name} {r.qps:.1f} q/s" for r in run.results)
+    outcome = outcome or f"{len(run.table) - 2} commands timed"
     print(f"    {outcome} ({run.seconds:.0f} s)", file=sys.stderr, flush=True)
     return run
 
@@ -171,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", "-c", type=int, default=100, help="default 100")
     parser.add_argument(
         "--steps",
-        default="memory,rabbitmq,workers,sse",
-        help="which steps to run (default memory,rabbitmq,workers,sse)",
+        default="memory,rabbitmq,workers,sse,cli",
+        help="which steps to run (default memory,rabbitmq,workers,sse,cli)",
     )
     parser.add_argument(
         "--output",
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {name.strip() for name in args.steps.split(",") if name.strip()}
     steps = [step for step in suite(args.queries, args.concurrency) if step.name in wanted]
     if not steps:
-        parser.error("--steps selects nothing: use memory, rabbitmq, workers and/or sse")
+        parser.error("--steps selects nothing: use memory, rabbitmq, workers, sse and/or cli")
     started = datetime.now(UTC)
     clock = time.perf_counter()
     machine = machine_facts()

@@ -33,6 +33,8 @@ class Run:
         seconds: wall time of the whole command, set-up included (default 0).
         error: why the command failed, if it did (default "": it did not).
         notes: remarks shown under the run, e.g. earlier attempts (default none).
+        table: the run's own Markdown table, shown instead of the contenders' (e.g. CLI
+            start times; default none).
     """
 
     title: str
@@ -46,6 +48,7 @@ class Run:
     seconds: float = 0.0
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    table: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -92,7 +95,7 @@ def render_run(run: Run) -> list[str]:
     if run.error:
         notes = [f"- {note}" for note in run.notes]
         return [*lines, f"**The command failed:** `{run.error}`", "", *notes, ""]
-    lines += results_table(run)
+    lines += run.table or results_table(run)
     lines.append("")
     ideal = run.config.ideal_qps
     if ideal and run.results:

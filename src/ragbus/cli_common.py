@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ragbus.config import BusKind, Settings, load_settings
 from ragbus.config.redaction import protect, redact
-from ragbus.errors import ConfigurationError, RagbusError
+from ragbus.errors import AnswerTimeout, ConfigurationError, RagbusError
 from ragbus.events import InvalidEvent, describe_validation_error
 
 if TYPE_CHECKING:
@@ -143,7 +143,6 @@ def load_pipeline(settings: Settings) -> Pipeline:
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine``, turning ragbus's expected errors into one line each."""
     from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
-    from ragbus.client import AnswerTimeout
 
     try:
         return asyncio.run(coroutine)

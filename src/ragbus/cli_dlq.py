@@ -44,7 +44,6 @@ from ragbus.dlq import (
     replay,
 )
 from ragbus.files import write_private
-from ragbus.host import Host, runs_embedded
 from ragbus.pipeline import Pipeline
 
 T = TypeVar("T")
@@ -157,6 +156,9 @@ async def embedded_pipeline(
     """On the memory bus, run the pipeline's stages in this process while the block runs
     and until every replayed event is handled: there are no workers elsewhere. On
     RabbitMQ (or when not ``active``) do nothing; the workers handle the replays."""
+    # imported here: the host brings the runtime (cache, metrics), which listing needs not
+    from ragbus.host import Host, runs_embedded
+
     if not active or not runs_embedded(settings) or not isinstance(bus, MemoryBus):
         yield
         return

@@ -27,6 +27,7 @@ from ragbus.batch import DEFAULT_CONCURRENCY, BatchQuestion, BatchResult, answer
 from ragbus.bus.base import Bus, InboundMessage
 from ragbus.bus.factory import make_bus
 from ragbus.config import Settings
+from ragbus.errors import AnswerTimeout as AnswerTimeout  # raised here, imported from here by users
 from ragbus.events import Envelope, InvalidEvent, utc_now
 from ragbus.host import Host, runs_embedded
 from ragbus.json_input import parse_json
@@ -35,10 +36,6 @@ from ragbus.pipeline import Pipeline
 from ragbus.runtime.cancellation import cancel_request
 from ragbus.runtime.guards.chain import Middleware
 from ragbus.runtime.runner import Runtime
-
-
-class AnswerTimeout(TimeoutError):
-    """No result (answer) arrived within the time asked for."""
 
 
 @dataclass

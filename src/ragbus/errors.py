@@ -54,3 +54,8 @@ class QueueFullError(TransientError):
 
     def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
         super().__init__(message, retry_after=retry_after)
+
+
+class AnswerTimeout(TimeoutError):
+    """No result (answer) arrived within the time asked for (raised by
+    :class:`ragbus.client.Client`, which re-exports it)."""

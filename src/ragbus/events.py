@@ -111,6 +111,10 @@ class Envelope(BaseModel):
     # The payload as its model, once someone has it (decoding, or a model given in code),
     # so that reading it typed costs no second validation.
     _typed: BaseModel | None = PrivateAttr(default=None)
+    # The wire form once encoded, with the fields it was made from: the result cache and
+    # the bus share one encoding per hop. A copy (model_copy) has fields of its own, so
+    # it encodes again.
+    _encoded: tuple[dict[str, Any], bytes] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -198,8 +202,14 @@ class Envelope(BaseModel):
         return self.deadline is not None and (now or utc_now()) >= self.deadline
 
     def encode(self) -> bytes:
-        """The envelope as compact UTF-8 JSON, as it travels on the wire."""
-        return self.model_dump_json(exclude_none=True).encode()
+        """The envelope as compact UTF-8 JSON, as it travels on the wire (encoded once:
+        the envelope is frozen)."""
+        encoded = self._encoded
+        if encoded is not None and encoded[0] is self.__dict__:
+            return encoded[1]
+        body = self.model_dump_json(exclude_none=True).encode()
+        self._encoded = (self.__dict__, body)
+        return body
 
 
 def new_event(

@@ -95,6 +95,9 @@ class PipelineHarness:
         await self.client.open(follow=followed)
         self._stack.push_async_callback(self.client.close)
         recorder = asyncio.create_task(self._record(self.client, followed))
+        # let the recorder start following before anything is published: the stages'
+        # workers take a message the moment it is queued
+        await asyncio.sleep(0)
 
         async def stop_recording() -> None:
             recorder.cancel()

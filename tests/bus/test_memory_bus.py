@@ -88,6 +88,30 @@ async def test_a_handler_that_keeps_crashing_ends_in_the_dlq(tmp_path: Path) -> 
     await bus.close()
 
 
+async def test_a_handler_cancelled_from_within_is_redelivered_and_its_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    bus = MemoryBus(dlq_path=tmp_path / "dlq.sqlite3")
+    deliveries: list[tuple[bytes, int]] = []
+
+    async def handler(message: InboundMessage) -> None:
+        deliveries.append((message.body, message.delivery_count))
+        if message.delivery_count == 1 and message.body == query_one:
+            cancelled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            cancelled.cancel()
+            await cancelled  # what awaiting a leader that was cancelled looks like
+
+    query_one, query_two = query(1), query(2)
+    bus.subscribe("retrieve", [RagEvent.QUERY_RECEIVED], handler, concurrency=1)
+    await bus.start()
+    await bus.inject(query_one, RagEvent.QUERY_RECEIVED)
+    await bus.inject(query_two, RagEvent.QUERY_RECEIVED)
+    await bus.drain(timeout=5)
+    # the only worker survived: the second query was handled, the first one again
+    assert sorted(deliveries) == sorted([(query_one, 1), (query_two, 1), (query_one, 2)])
+    await bus.close()
+
+
 def token(source: Envelope, number: int) -> Envelope:
     return source.derive(
         RagEvent.ANSWER_TOKEN, AnswerToken(sequence=number, text=f"t{number}"), part=number

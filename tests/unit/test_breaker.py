@@ -69,6 +69,35 @@ def test_time_window_forgets_old_calls() -> None:
     assert instance.state is BreakerState.OPEN  # 2 of 3
 
 
+def test_a_success_can_open_a_time_window_whose_old_successes_left_it() -> None:
+    instance, clock, _ = breaker(
+        window_type="time", window_size=10, minimum_calls=3, failure_rate_threshold=50
+    )
+    calls(instance, failed=False, count=6)
+    clock.now += 5
+    calls(instance, failed=True, count=3)
+    assert instance.state is BreakerState.CLOSED  # 3 of 9 failed
+    clock.now += 6  # the six successes leave the window
+    calls(instance, failed=False, count=1)
+    assert instance.state is BreakerState.OPEN  # 3 of 4
+
+
+def test_reopening_starts_from_an_empty_window() -> None:
+    instance, clock, _ = breaker(
+        minimum_calls=2, window_size=4, open_wait_s=1, half_open_calls=1, failure_rate_threshold=60
+    )
+    calls(instance, failed=True, count=2)
+    assert instance.state is BreakerState.OPEN
+    clock.now += 1
+    calls(instance, failed=False, count=1)  # the probe closes it
+    assert instance.state is BreakerState.CLOSED
+    calls(instance, failed=False, count=1)
+    calls(instance, failed=True, count=1)
+    assert instance.state is BreakerState.CLOSED  # 1 of 2: the failures before count no more
+    calls(instance, failed=True, count=1)
+    assert instance.state is BreakerState.OPEN  # 2 of 3
+
+
 def test_opens_at_slow_call_rate() -> None:
     instance, _, _ = breaker(
         minimum_calls=3, window_size=3, slow_call_duration_s=1.0, slow_call_rate_threshold=100

@@ -103,6 +103,14 @@ def test_encode_decode_round_trip() -> None:
     assert rag.events.decode(query.encode()) == query
 
 
+def test_an_envelope_is_encoded_once_and_a_copy_again() -> None:
+    query = rag.events.new(RagEvent.QUERY_RECEIVED, {"question": "q"})
+    assert query.encode() is query.encode()
+    retry = query.model_copy(update={"attempt": 2})
+    assert json.loads(retry.encode())["attempt"] == 2
+    assert json.loads(query.encode())["attempt"] == 1  # the original keeps its own
+
+
 def test_expiry() -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
     assert new_event(RagEvent.QUERY_RECEIVED, {"question": "q"}, deadline=past).is_expired()

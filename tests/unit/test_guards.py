@@ -11,11 +11,11 @@ import pytest
 from ragbus.errors import PermanentError, TransientError
 from ragbus.events import Envelope, new_event
 from ragbus.payloads.rag import DocumentsRetrieved, QueryReceived, RagEvent
-from ragbus.runtime.cache import SharedCache, input_key
+from ragbus.runtime.cache import SharedCache, input_key, result_key
 from ragbus.runtime.circuit import BreakerConfig, BreakerState
 from ragbus.runtime.classify import BreakerOpenError
 from ragbus.runtime.guards.breaker import BreakerBoard, BreakerGuard
-from ragbus.runtime.guards.cache import ResultCacheGuard
+from ragbus.runtime.guards.cache import KEY_SUFFIX, ResultCacheGuard
 from ragbus.runtime.guards.dedup import ProcessedEvents
 from ragbus.runtime.guards.retry import RetryGuard, RetryPolicy
 from ragbus.runtime.local_cache import LocalCache
@@ -202,6 +202,40 @@ async def test_cache_hit_skips_the_handler_and_keys_normalize_the_question() -> 
     await guard(stage(handler), query("what is ragbus?"), handler)
     await guard(stage(handler, fingerprint="other-model"), query("what is ragbus?"), handler)
     assert handler.calls == 2  # the fingerprint is part of the key
+
+
+async def test_a_hit_rebuilds_the_outputs_from_their_wire_form() -> None:
+    handler = CountingHandler()
+    cache = SharedCache()
+    guard = ResultCacheGuard(cache)
+    first_query = query("What is ragbus?")
+    [first] = await guard(stage(handler), first_query, handler)
+    second_query = query("What is ragbus?")
+    [second] = await guard(stage(handler), second_query, handler)
+    assert handler.calls == 1
+    assert (second.type, second.payload) == (first.type, first.payload)
+    assert second.causation_id == second_query.id and second.id != first.id
+    # what is kept is the outputs' JSON text, as published: nothing for the GC to walk
+    kept = await cache.get(result_key("retrieve", "", first_query.payload) + KEY_SUFFIX)
+    assert isinstance(kept, str) and first.encode().decode() in kept
+
+
+async def test_results_kept_as_lists_by_an_earlier_version_are_not_read() -> None:
+    handler = CountingHandler()
+    cache = SharedCache()
+    old = query("old")
+    # what an earlier ragbus wrote (and reads) under the key without the suffix
+    await cache.set(result_key("retrieve", "", old.payload), [{"type": "x", "payload": {}}])
+    [output] = await guard_call(cache, handler, old)
+    assert handler.calls == 1 and output.type == RagEvent.DOCUMENTS_RETRIEVED
+    kept = await cache.get(result_key("retrieve", "", old.payload))
+    assert kept == [{"type": "x", "payload": {}}]  # theirs, left for them
+
+
+async def guard_call(
+    cache: SharedCache, handler: CountingHandler, event: Envelope
+) -> list[Envelope]:
+    return await ResultCacheGuard(cache)(stage(handler), event, handler)
 
 
 async def test_failed_leader_lets_followers_fail_and_caches_nothing() -> None:

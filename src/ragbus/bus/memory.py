@@ -58,8 +58,10 @@ class _Stage:
     concurrency: int
     queue: asyncio.Queue[InboundMessage]
     resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the workers handling a message now
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
-    dispatcher: asyncio.Task[None] | None = None
+    #: ``concurrency`` workers, each taking one message at a time (none when stopped)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
     congested: bool = False
 
     def __post_init__(self) -> None:
@@ -111,7 +113,7 @@ class MemoryBus(Bus):
         """Nothing to connect to; present for the common lifecycle."""
 
     async def close(self) -> None:
-        """Stop at once: cancel dispatchers, in-flight handlers and pending retries."""
+        """Stop at once: cancel workers, in-flight handlers and pending retries."""
         await self.stop(grace=0)
         for timer in list(self._timers):
             timer.cancel()
@@ -143,7 +145,7 @@ class MemoryBus(Bus):
         for event_type in entry.event_types:
             self._routes.setdefault(event_type, []).append(entry)
         if self._started:
-            entry.dispatcher = asyncio.create_task(self._dispatch(entry), name=f"ragbus:{stage}")
+            self._start_workers(entry)
 
     async def declare(self, stage: str, event_types: Sequence[str]) -> None:
         """No-op: in one process, a stage exists once it is subscribed."""
@@ -161,13 +163,19 @@ class MemoryBus(Bus):
         self._sink_types.update(event_types)
 
     async def start(self) -> None:
-        """Start a dispatcher for every subscribed stage."""
+        """Start the workers of every subscribed stage."""
         self._started = True
         for entry in self._stages.values():
-            if entry.dispatcher is None:
-                entry.dispatcher = asyncio.create_task(
-                    self._dispatch(entry), name=f"ragbus:{entry.name}"
-                )
+            if not entry.workers:
+                self._start_workers(entry)
+
+    def _start_workers(self, stage: _Stage) -> None:
+        # long-lived workers, not a task per message: a delivery then costs no task,
+        # context copy or callbacks, and ``concurrency`` bounds the stage by itself
+        stage.workers = [
+            asyncio.create_task(self._work(stage), name=f"ragbus:{stage.name}:{number}")
+            for number in range(stage.concurrency)
+        ]
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until every queue is empty and no handler or delayed retry is running.
@@ -187,13 +195,18 @@ class MemoryBus(Bus):
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop taking deliveries; let in-flight handlers finish within ``grace`` seconds."""
-        self._started = False
-        dispatchers = [s.dispatcher for s in self._stages.values() if s.dispatcher is not None]
-        for task in dispatchers:
-            task.cancel()
-        await asyncio.gather(*dispatchers, return_exceptions=True)
+        self._started = False  # a worker that finishes its message stops
+        waiting = [
+            worker
+            for stage in self._stages.values()
+            for worker in stage.workers
+            if worker not in stage.in_flight
+        ]
+        for task in waiting:
+            task.cancel()  # a message it was just given stays in the queue
+        await asyncio.gather(*waiting, return_exceptions=True)
         for stage in self._stages.values():
-            stage.dispatcher = None
+            stage.workers = []
         in_flight = [task for s in self._stages.values() for task in s.in_flight]
         if in_flight:
             _, pending = (
@@ -362,19 +375,25 @@ class MemoryBus(Bus):
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    async def _dispatch(self, stage: _Stage) -> None:
-        capacity = asyncio.Semaphore(stage.concurrency)
-        while True:
-            await capacity.acquire()
+    async def _work(self, stage: _Stage) -> None:
+        """One worker of ``stage``: hands it one message after another until the bus
+        stops (then it finishes the message it has)."""
+        worker = asyncio.current_task()
+        assert worker is not None
+        while self._started:
+            message = await self._next_message(stage)
+            stage.in_flight.add(worker)
             try:
-                message = await self._next_message(stage)
-            except BaseException:
-                capacity.release()
-                raise
-            task = asyncio.create_task(self._deliver(stage, message))
-            stage.in_flight.add(task)
-            task.add_done_callback(stage.in_flight.discard)
-            task.add_done_callback(lambda _: capacity.release())
+                await self._deliver(stage, message)
+            except asyncio.CancelledError:
+                if worker.cancelling():
+                    raise  # the bus stops this worker
+                # the handler's own (a future it awaited was cancelled): its delivery
+                # failed, the worker goes on
+                error = RuntimeError("the handler was cancelled")
+                await self._redeliver(stage, message, error)
+            finally:
+                stage.in_flight.discard(worker)
 
     async def _deliver(self, stage: _Stage, message: InboundMessage) -> None:
         try:

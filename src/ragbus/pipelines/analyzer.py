@@ -9,11 +9,13 @@ through it.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ragbus.handlers.analyze import AnalyzeHandler
 from ragbus.payloads.analyzer import TextAnalyzed, TextReceived
 from ragbus.pipeline import Pipeline, StageContext
+
+if TYPE_CHECKING:
+    from ragbus.handlers.analyze import AnalyzeHandler
 
 TEXT_RECEIVED: Final = "text_received"
 TEXT_ANALYZED: Final = "text_analyzed"
@@ -49,4 +51,6 @@ pipeline.sink("analyses", TEXT_ANALYZED)
 )
 def analyze(context: StageContext) -> AnalyzeHandler:
     """Reads the sentiment, topics and entities of a batch of texts in one LM call."""
+    from ragbus.handlers.analyze import AnalyzeHandler  # DSPy: only where the stage runs
+
     return AnalyzeHandler(context.lm())

@@ -7,10 +7,8 @@ in the ``answers`` sink for consumers that come later.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ragbus.handlers.generate import GenerateHandler
-from ragbus.handlers.retrieve import RetrieveHandler
 from ragbus.payloads.rag import (
     AnswerGenerated,
     DocumentsRetrieved,
@@ -19,6 +17,10 @@ from ragbus.payloads.rag import (
 )
 from ragbus.pipeline import Pipeline, StageContext
 from ragbus.streaming import StreamToken
+
+if TYPE_CHECKING:
+    from ragbus.handlers.generate import GenerateHandler
+    from ragbus.handlers.retrieve import RetrieveHandler
 
 RETRIEVE: Final = "retrieve"
 GENERATE: Final = "generate"
@@ -84,6 +86,9 @@ def retrieve(context: StageContext) -> RetrieveHandler:
     """Finds the passages for a question in the corpus (``RAGBUS_CORPUS``) with the
     retriever ``RAGBUS_RETRIEVER`` names: BM25, dense or hybrid. Dense and hybrid
     searches call the embedding model, so the stage then depends on ``embedder``."""
+    # imported here: the handlers bring DSPy and the retrievers, which commands that only
+    # read the pipeline's event types (schema, dlq, publish) never need
+    from ragbus.handlers.retrieve import RetrieveHandler
     from ragbus.retrieval.factory import build_retriever
 
     return RetrieveHandler(build_retriever(context.settings), default_k=context.settings.top_k)
@@ -101,6 +106,8 @@ def generate(context: StageContext) -> GenerateHandler:
     """Answers the question from its passages with a DSPy module and the configured LM
     (``RAGBUS_LM_MODEL``; a compiled program with ``RAGBUS_PROGRAM``); while the LM's
     breaker is open, with ``RAGBUS_LM_FALLBACK_MODEL`` if set."""
+    from ragbus.handlers.generate import GenerateHandler
+
     settings = context.settings
     fallback = None
     if settings.lm_fallback_model:

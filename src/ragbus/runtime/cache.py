@@ -16,9 +16,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiocache import Cache
-from aiocache.serializers import JsonSerializer
-
 from ragbus.config.settings import CACHE_MAX_BYTES
 from ragbus.runtime.lease import DEFAULT_LEASE_TTL_S, LeaseOutcome, RedisLeases
 from ragbus.runtime.local_cache import LocalCache
@@ -61,6 +58,10 @@ class SharedCache:
         self.metrics = metrics or Metrics()
         self.leases: RedisLeases | None = None
         if url:
+            # here: aiocache brings redis-py, which a process without Redis never needs
+            from aiocache import Cache
+            from aiocache.serializers import JsonSerializer
+
             self.backend: Any = Cache.from_url(url)
             self.backend.namespace = namespace
             self.backend.serializer = JsonSerializer()

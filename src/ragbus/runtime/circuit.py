@@ -93,6 +93,9 @@ class CircuitBreaker:
         self._clock = clock
         self._state = BreakerState.CLOSED
         self._window: deque[_Outcome] = deque()
+        # the window's failed and slow calls, kept as it changes: a call costs no count
+        self._failed = 0
+        self._slow = 0
         self._opened_at = 0.0
         self._probes_started = 0
         self._probe_outcomes: list[_Outcome] = []
@@ -144,8 +147,11 @@ class CircuitBreaker:
         if self._state is BreakerState.OPEN:
             return  # a call started before the breaker opened
         self._window.append(outcome)
+        self._failed += outcome.failed
+        self._slow += outcome.slow
         self._trim()
-        if len(self._window) >= self.config.minimum_calls and self._over_threshold(self._window):
+        total = len(self._window)
+        if total >= self.config.minimum_calls and self._over_rates(self._failed, self._slow, total):
             self._open()
 
     def release(self) -> None:
@@ -154,33 +160,41 @@ class CircuitBreaker:
             self._probes_started -= 1
 
     def _judge_probes(self) -> None:
-        if self._over_threshold(self._probe_outcomes):
+        probes = self._probe_outcomes
+        failed = sum(outcome.failed for outcome in probes)
+        if self._over_rates(failed, sum(outcome.slow for outcome in probes), len(probes)):
             self._open()
         else:
-            self._window.clear()
+            self._clear_window()
             self._transition(BreakerState.CLOSED)
 
-    def _over_threshold(self, outcomes: deque[_Outcome] | list[_Outcome]) -> bool:
-        total = len(outcomes)
-        failures = sum(o.failed for o in outcomes) * 100.0 / total
-        slow = sum(o.slow for o in outcomes) * 100.0 / total
+    def _over_rates(self, failed: int, slow: int, total: int) -> bool:
         return (
-            failures >= self.config.failure_rate_threshold
-            or slow >= self.config.slow_call_rate_threshold
+            failed * 100.0 / total >= self.config.failure_rate_threshold
+            or slow * 100.0 / total >= self.config.slow_call_rate_threshold
         )
 
     def _trim(self) -> None:
+        window = self._window
         if self.config.window_type == "count":
-            while len(self._window) > self.config.window_size:
-                self._window.popleft()
+            while len(window) > self.config.window_size:
+                self._forget(window.popleft())
         else:
             horizon = self._clock() - self.config.window_size
-            while self._window and self._window[0].at < horizon:
-                self._window.popleft()
+            while window and window[0].at < horizon:
+                self._forget(window.popleft())
+
+    def _forget(self, outcome: _Outcome) -> None:
+        self._failed -= outcome.failed
+        self._slow -= outcome.slow
+
+    def _clear_window(self) -> None:
+        self._window.clear()
+        self._failed = self._slow = 0
 
     def _open(self) -> None:
         self._opened_at = self._clock()
-        self._window.clear()
+        self._clear_window()
         self._transition(BreakerState.OPEN)
 
     def _transition(self, new: BreakerState) -> None:

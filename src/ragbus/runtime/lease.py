@@ -24,8 +24,6 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final
 
-import redis.asyncio as redis
-
 logger = logging.getLogger(__name__)
 
 #: Default time to live of a lease: how long it outlives a holder that died (seconds).
@@ -86,6 +84,8 @@ class RedisLeases:
         self.namespace = namespace
         self._on_error = on_error
         self.ttl_s = ttl_s
+        import redis.asyncio as redis  # here: a process without Redis never loads its client
+
         self._client: Any = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
@@ -178,6 +178,8 @@ class RedisLeases:
             # bounded: a stop never hangs on the client library's own cleanup
             await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT_S)
         self._held.clear()
+        import redis.asyncio as redis  # loaded already: __init__ imported it
+
         try:
             await asyncio.wait_for(self._client.aclose(), _CLOSE_TIMEOUT_S)
         except (TimeoutError, redis.RedisError, OSError) as exc:

@@ -156,6 +156,8 @@ class BreakerGuard:
 
     async def _acquire(self, breaker: CircuitBreaker, *, wait: bool = True) -> None:
         """Take a permit; without ``wait``, refuse at once while the probes decide."""
+        if breaker.try_acquire():
+            return  # the common case: no timer to arm and cancel
         try:
             async with asyncio.timeout(self.probe_wait_s):
                 while not breaker.try_acquire():

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Final
 
 from ragbus.events import Envelope, utc_now
+from ragbus.json_input import parse_json
 from ragbus.runtime.cache import SharedCache, result_key
 from ragbus.runtime.guards.breaker import SERVED_BY_FALLBACK
 from ragbus.runtime.guards.deadline import EventExpired, expired
@@ -26,19 +27,27 @@ from ragbus.runtime.stage import Handler, Stage
 
 logger = logging.getLogger(__name__)
 
-#: What is cached: the outputs' types and payloads (ids are derived from each input).
-CachedOutputs = list[dict[str, Any]]
+#: What is cached: the outputs as a JSON array of their envelopes, each in the encoding
+#: its hop publishes anyway (no second encoding). Text, so a cache full of results gives
+#: the garbage collector nothing to walk and the in-process cache's size is its length.
+CachedOutputs = str
+
+#: Ends the key of every cached result: results were kept as lists of dicts before they
+#: were kept as text, and a worker of either kind sharing a Redis cache with the other
+#: must not read what it cannot (so a rolling upgrade only starts the cache afresh).
+KEY_SUFFIX: Final = ":json"
 
 
 def to_cached(outputs: list[Envelope]) -> CachedOutputs:
-    """The cacheable part of ``outputs``."""
-    return [{"type": output.type, "payload": output.payload} for output in outputs]
+    """``outputs`` as they are cached."""
+    return "[" + ",".join(output.encode().decode() for output in outputs) + "]"
 
 
 def from_cached(envelope: Envelope, cached: CachedOutputs) -> list[Envelope]:
     """Outputs of ``envelope`` rebuilt from a cached result: their own ids, correlation
-    and causation, the cached payloads."""
-    return [envelope.derive(item["type"], item["payload"]) for item in cached]
+    and causation, the cached types and payloads."""
+    items: list[dict[str, Any]] = parse_json(cached)
+    return [envelope.derive(item["type"], item["payload"]) for item in items]
 
 
 class ResultCacheGuard:
@@ -66,20 +75,28 @@ class ResultCacheGuard:
         self.poll_s = poll_s
         self.metrics = metrics or cache.metrics
         self._in_flight: dict[str, asyncio.Future[CachedOutputs]] = {}
+        # label lookups cost more than the updates: each (stage, result) series is bound once
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def _count(self, stage: str, result: str) -> None:
+        counter = self._counters.get((stage, result))
+        if counter is None:
+            counter = self._counters[stage, result] = self.metrics.cache.labels(stage, result)
+        counter.inc()
 
     async def __call__(
         self, stage: Stage, envelope: Envelope, call_next: Handler
     ) -> list[Envelope]:
         if not stage.cacheable:
             return await call_next(envelope)
-        key = result_key(stage.name, stage.fingerprint, envelope.payload)
+        key = result_key(stage.name, stage.fingerprint, envelope.payload) + KEY_SUFFIX
         cached = await self.cache.get(key, stage=stage.name)
         if cached is not None:
-            self.metrics.cache.labels(stage.name, "hit").inc()
+            self._count(stage.name, "hit")
             return from_cached(envelope, cached)
         leader = self._in_flight.get(key)
         if leader is not None:
-            self.metrics.cache.labels(stage.name, "coalesced").inc()
+            self._count(stage.name, "coalesced")
         while leader is not None:
             try:
                 return from_cached(envelope, await _follow(envelope, leader))
@@ -94,7 +111,7 @@ class ResultCacheGuard:
                     raise
                 # the leader was stopped (its request was cancelled), not this one
                 leader = self._in_flight.get(key)
-        self.metrics.cache.labels(stage.name, "miss").inc()
+        self._count(stage.name, "miss")
         future: asyncio.Future[CachedOutputs] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume_exception)
         self._in_flight[key] = future
@@ -131,7 +148,7 @@ class ResultCacheGuard:
                     if outcome is LeaseOutcome.TAKEN:
                         cached = await self.cache.get(key, stage=stage.name)
                         if cached is not None:
-                            self.metrics.cache.labels(stage.name, "coalesced").inc()
+                            self._count(stage.name, "coalesced")
                             return from_cached(envelope, cached)
                     outputs = await call_next(envelope)
                     await self._store(stage, key, outputs)
@@ -144,7 +161,7 @@ class ResultCacheGuard:
                     raise expired(envelope)
                 cached = await self.cache.get(key, stage=stage.name)
                 if cached is not None:
-                    self.metrics.cache.labels(stage.name, "coalesced").inc()
+                    self._count(stage.name, "coalesced")
                     return from_cached(envelope, cached)
                 if not await self.cache.lease_held(lease, stage=stage.name):
                     break  # try to take over (or compute, if Redis went down)
