@@ -53,6 +53,7 @@ def build_stage(spec: StageSpec, context: StageContext) -> Stage:
         consumes=spec.consumes,
         handler=handler,
         concurrency=max(concurrency, spec.batch_size),
+        batch_size=spec.batch_size,
         timeout_s=settings.stage_timeouts_s.get(spec.name)
         or spec.timeout_s
         or settings.stage_timeout_s,

@@ -137,3 +137,27 @@ async def test_a_call_waits_for_room_no_longer_than_its_deadline() -> None:
         await AdaptiveLimitGuard(board)(stage, event, answer)
     gate.release()
     assert await AdaptiveLimitGuard(board)(stage, new_event("q", {"question": "y"}), answer) == []
+
+
+async def test_the_events_of_a_batch_stage_are_not_held_one_by_one() -> None:
+    """A batch stage's events share one call per batch: a limit of one must not make its
+    batches of one."""
+    board = LimiterBoard({"lm": AdaptiveConfig(start=1)})
+    stage = Stage(name="analyze", consumes=("q",), handler=answer, dependency="lm", batch_size=16)
+    guard = AdaptiveLimitGuard(board)
+    together = asyncio.Event()
+    waiting = 0
+
+    async def batched(envelope: Envelope) -> list[Envelope]:
+        nonlocal waiting
+        waiting += 1
+        if waiting == 4:
+            together.set()
+        await together.wait()  # held until four events wait in the same batch
+        return []
+
+    events = [new_event("q", {"question": f"q{n}"}) for n in range(4)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(guard(stage, event, batched) for event in events)), 5
+    )
+    assert results == [[], [], [], []]

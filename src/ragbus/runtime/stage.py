@@ -40,6 +40,9 @@ class Stage:
             generate stage with ``RAGBUS_LM_FALLBACK_MODEL``): while the dependency's
             breaker is open, events go to it instead of waiting (default None: the
             stage pauses).
+        batch_size: how many events one call of its dependency serves at most (default 1;
+            a batch stage's :class:`~ragbus.runtime.batching.Batcher` gathers up to this
+            many per call).
     """
 
     name: str
@@ -53,3 +56,4 @@ class Stage:
     cacheable: bool = True
     produces: tuple[str, ...] | None = None
     fallback: Handler | None = None
+    batch_size: int = 1

@@ -238,7 +238,8 @@ class LimiterBoard:
 
 class AdaptiveLimitGuard:
     """Holds a call until its dependency's adaptive limit has room (no longer than the
-    event's deadline), then feeds the limit the call's latency, or its refusal.
+    event's deadline), then feeds the limit the call's latency, or its refusal. The events
+    of a batch stage (``Stage.batch_size`` > 1) pass: they share their calls.
 
     Parameters:
         board: the runtime's limits.
@@ -250,7 +251,11 @@ class AdaptiveLimitGuard:
     async def __call__(
         self, stage: Stage, envelope: Envelope, call_next: Handler
     ) -> list[Envelope]:
-        gate = self.board.gate(stage.dependency)
+        # the limit counts calls of the dependency, and follows their latency: a batch
+        # stage's events share one call per batch and each waits for its batch first, so
+        # gating its events would shrink the batches instead (its calls are bounded by
+        # concurrency / batch size)
+        gate = None if stage.batch_size > 1 else self.board.gate(stage.dependency)
         if gate is None:
             return await call_next(envelope)
         await _acquire(gate, envelope)
