@@ -75,8 +75,11 @@ def test_the_offline_lm_has_no_pool_to_size() -> None:
     assert build_lm(settings).model == "offline/extractive"
 
 
-def test_a_model_only_litellm_serves_is_refused(tmp_path: Path, lm: FakeLMServer) -> None:
-    settings = _settings(tmp_path, lm, lm_model="cohere/command-r", lm_max_connections=2)
+@pytest.mark.parametrize("model", ["cohere/command-r", "azure/gpt-4o"])
+def test_a_model_only_litellm_serves_is_refused(
+    tmp_path: Path, lm: FakeLMServer, model: str
+) -> None:
+    settings = _settings(tmp_path, lm, lm_model=model, lm_max_connections=2)
     with pytest.raises(ConfigurationError, match="RAGBUS_LM_MAX_CONNECTIONS"):
         build_lm(settings)
 

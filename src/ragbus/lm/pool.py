@@ -156,6 +156,10 @@ def pooled_lm(
         # resolving reads no credential and makes no call; it refuses a model that
         # DSPy would only send through LiteLLM
         provider = LM15Engine(RouterConfig(env={}), model_type="chat").resolve(model).provider
+        if provider.startswith("azure") and api_base:
+            # DSPy sends Azure with an address of its own through LiteLLM, which reads
+            # that address its own way
+            raise UnsupportedFeatureError("an Azure model with an API base goes through LiteLLM")
         reference = dspy.LM(model, **client, **options)
         timeouts = (
             Timeouts(read=timeout_s, write=timeout_s, pool=timeout_s)
