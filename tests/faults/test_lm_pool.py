@@ -4,6 +4,7 @@ flight at the LM server, whatever the stages' concurrency; unset, the client's o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from ragbus.client import Client
 from ragbus.config import Settings
 from ragbus.errors import ConfigurationError
 from ragbus.lm import build_lm
+from ragbus.pipeline import StageContext
+from ragbus.pipelines.rag import pipeline as rag
 from tests.faults.support import fault_settings
 from tests.lm_server import FakeLMServer
 
@@ -127,3 +130,19 @@ async def test_the_pooled_lm_streams_an_answer(tmp_path: Path, lm: FakeLMServer)
                 answer = item.answer
     assert pieces and "".join(pieces).strip() == answer.strip()
     assert "What keeps failed events?" in answer
+
+
+async def test_the_fallback_lm_has_a_pool_of_the_same_size(
+    tmp_path: Path, lm: FakeLMServer
+) -> None:
+    settings = _settings(
+        tmp_path, lm, lm_max_connections=2, lm_fallback_model="openai/test-fallback"
+    )
+    [spec] = [spec for spec in rag.stages.values() if spec.name == "generate"]
+    generate = spec.build(StageContext(pipeline=rag, stage=spec, settings=settings))
+    fallback = generate.fallback  # type: ignore[attr-defined]
+    assert fallback is not None and fallback.lm.model == "openai/test-fallback"
+    lm.set(delay_s=0.3)
+    await asyncio.gather(*(fallback.lm.acall(f"Hello {n}?") for n in range(QUESTIONS)))
+    assert lm.calls == QUESTIONS
+    assert lm.max_in_flight == 2
