@@ -146,3 +146,17 @@ async def test_the_fallback_lm_has_a_pool_of_the_same_size(
     await asyncio.gather(*(fallback.lm.acall(f"Hello {n}?") for n in range(QUESTIONS)))
     assert lm.calls == QUESTIONS
     assert lm.max_in_flight == 2
+
+
+def test_copies_of_the_pooled_lm_share_its_pool(tmp_path: Path, lm: FakeLMServer) -> None:
+    # DSPy's optimizers deep-copy the modules that hold an LM
+    import copy
+
+    import dspy
+
+    pooled = build_lm(_settings(tmp_path, lm, lm_max_connections=2))
+    predict = dspy.Predict("question -> answer")
+    predict.lm = pooled
+    copied = copy.deepcopy(predict)
+    assert copied.lm is not pooled and copied.lm.engine is pooled.engine
+    assert pooled.copy(temperature=0.5).engine is pooled.engine

@@ -35,12 +35,14 @@ from dspy.lm15 import (
 from ragbus.errors import ConfigurationError
 
 
-class _Capabilities:
-    """What the model supports, as a ``dspy.LM`` on DSPy's own engine choice reports it.
+class _Engine:
+    """What both engines share: the model's capability hints, and being shared by the
+    copies of their LM.
 
-    DSPy asks an LM's engine for these hints when the engine is the LM's own (its
+    DSPy asks an LM's engine for the hints when the engine is the LM's own (its
     adapters read them: function calling, response schemas, parameters); without them
-    it would take the model to support none.
+    it would take the model to support none. They are the hints a ``dspy.LM`` on DSPy's
+    own engine choice reports for the same model.
     """
 
     def __init__(self, reference: dspy.LM) -> None:
@@ -49,8 +51,13 @@ class _Capabilities:
         self.supports_response_schema = reference.supports_response_schema
         self.supported_params = frozenset(reference.supported_params)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Engine:
+        # a deep copy of the LM or of a module holding it (DSPy's optimizers copy
+        # modules) shares its pool, as copies of an LM share DSPy's own engines
+        return self
 
-class PooledEngine(_Capabilities):
+
+class PooledEngine(_Engine):
     """The synchronous engine: one DSPy ``LM15Engine`` built from ``config``, whose one
     connection pool (``config.max_connections``) every thread shares.
 
@@ -76,7 +83,7 @@ class PooledEngine(_Capabilities):
         self._engine.close()
 
 
-class AsyncPooledEngine(_Capabilities):
+class AsyncPooledEngine(_Engine):
     """The asynchronous engine: one DSPy ``AsyncLM15Engine`` per event loop, each with a
     pool of ``config.max_connections``.
 
