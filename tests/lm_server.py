@@ -157,7 +157,10 @@ class FakeLMServer:
     """The server and what it saw. Use :func:`start_lm_server`.
 
     ``calls`` counts chat calls; ``embedding_calls`` counts embedding calls and
-    ``embedded`` holds every text an embedding call carried, in order.
+    ``embedded`` holds every text an embedding call carried, in order. ``in_flight``
+    is the number of chat calls the server is working on now (until their answer
+    starts) and ``max_in_flight`` the most there ever were at once;
+    ``authorization`` is the ``Authorization`` header of the last chat call.
     """
 
     behaviour: LMBehaviour = field(default_factory=LMBehaviour)
@@ -165,6 +168,9 @@ class FakeLMServer:
     embedding_calls: int = 0
     embedded: list[str] = field(default_factory=list)
     calls: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    authorization: str | None = None
     failures: int = 0
     questions: list[str] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
@@ -279,6 +285,15 @@ async def _behave(state: FakeLMServer, which: str) -> Response | None:
 
 def _app(state: FakeLMServer) -> Starlette:
     async def chat(request: Request) -> Response:
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            return await answer(request)
+        finally:
+            state.in_flight -= 1
+
+    async def answer(request: Request) -> Response:
+        state.authorization = request.headers.get("authorization")
         body = await request.json()
         state.calls += 1
         state.call_times.append(time.monotonic())

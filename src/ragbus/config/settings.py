@@ -183,6 +183,13 @@ class Settings(BaseSettings):
         description="time limit of one HTTP request to the LM, given to the LM client "
         "(dspy.LM's timeout); unset: the client's own default",
     )
+    lm_max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="HTTP connections open to the LM at most, per LM (the LM client's "
+        "connection pool; a call waits for a free one); unset: the client's own default "
+        "(100 per LM)",
+    )
     lm_rpm: int | None = Field(
         default=None,
         ge=1,
