@@ -35,8 +35,7 @@ from ragbus.cli_optimize import optimize, trainset
 from ragbus.cli_rich import PhaseProgress, phased_progress, progress_bar
 from ragbus.cli_status import status
 from ragbus.config import BusKind
-from ragbus.errors import RagbusError
-from ragbus.events import InvalidEvent
+from ragbus.errors import InvalidEvent, RagbusError
 
 if TYPE_CHECKING:
     from ragbus.client import Answer

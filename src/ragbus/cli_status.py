@@ -28,9 +28,10 @@ from ragbus.cli_common import (
     run,
     settings_from,
 )
-from ragbus.config import BusKind, Settings
+from ragbus.config.kinds import BusKind
 
 if TYPE_CHECKING:
+    from ragbus.config.settings import Settings
     from ragbus.pipeline import Pipeline
     from ragbus.status.model import PipelineStatus
 

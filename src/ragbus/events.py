@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from ragbus.errors import InvalidEvent as InvalidEvent  # still importable from here
 from ragbus.json_input import MalformedJSON, json_type_name, parse_json
 
 #: Largest envelope (encoded JSON) a stage accepts, in bytes.
@@ -43,11 +44,6 @@ EVENT_TYPE_PATTERN: Final = r"^[A-Za-z0-9_.:-]+$"
 _TYPE_NAME: Final = re.compile(EVENT_TYPE_PATTERN)
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class InvalidEvent(ValueError):
-    """A message that is not a valid event: malformed JSON, unknown type, schema violation,
-    or too large. Always permanent: it goes to the dead-letter queue, never retried."""
 
 
 def utc_now() -> datetime:
