@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import gc
@@ -263,6 +262,8 @@ def index(
     RAGBUS_CORPUS_MAX_FILE_BYTES, or more documents than RAGBUS_CORPUS_MAX_FILES, is an
     error. The index is written whole, readable by you only.
     """
+    import asyncio  # here: ``ragbus --help`` needs it not
+
     from ragbus.config import RetrieverKind
     from ragbus.errors import ConfigurationError
     from ragbus.retrieval import CorpusLimits

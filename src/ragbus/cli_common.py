@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Coroutine
@@ -148,6 +147,9 @@ def load_pipeline(settings: Settings) -> Pipeline:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine``, turning ragbus's expected errors into one line each."""
+    # here, not at the top: ``ragbus --help`` needs neither asyncio nor pydantic
+    import asyncio
+
     from pydantic import ValidationError
 
     from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
