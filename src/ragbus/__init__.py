@@ -10,7 +10,9 @@ the buses) load only when first used, so ``import ragbus`` stays quick.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ragbus.lazy import lazy_names
 
 # DSPy/LiteLLM fetch a model cost map over the network when an LM is built unless told
 # to use the local copy; ragbus works offline, so this is set before dspy is imported.
@@ -35,11 +37,4 @@ _LAZY = {
 
 __all__ = ["Client", "Envelope", "Pipeline", "StageContext", "__version__", "dspy_stage"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragbus' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _LAZY)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import gc
@@ -35,8 +34,7 @@ from ragbus.cli_optimize import optimize, trainset
 from ragbus.cli_rich import PhaseProgress, phased_progress, progress_bar
 from ragbus.cli_status import status
 from ragbus.config import BusKind
-from ragbus.errors import RagbusError
-from ragbus.events import InvalidEvent
+from ragbus.errors import InvalidEvent, RagbusError
 
 if TYPE_CHECKING:
     from ragbus.client import Answer
@@ -264,6 +262,8 @@ def index(
     RAGBUS_CORPUS_MAX_FILE_BYTES, or more documents than RAGBUS_CORPUS_MAX_FILES, is an
     error. The index is written whole, readable by you only.
     """
+    import asyncio  # here: ``ragbus --help`` needs it not
+
     from ragbus.config import RetrieverKind
     from ragbus.errors import ConfigurationError
     from ragbus.retrieval import CorpusLimits

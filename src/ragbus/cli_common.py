@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Coroutine
@@ -11,14 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
 
-from ragbus.config import BusKind, Settings, load_settings
+# Only what the commands' options name, and plain exceptions, load with the commands:
+# pydantic (the settings, the events) loads when a command runs, not for ``--help``.
+from ragbus.config.kinds import BusKind
 from ragbus.config.redaction import protect, redact
-from ragbus.errors import AnswerTimeout, ConfigurationError, RagbusError
-from ragbus.events import InvalidEvent, describe_validation_error
+from ragbus.errors import AnswerTimeout, ConfigurationError, InvalidEvent, RagbusError
 
 if TYPE_CHECKING:
+    from ragbus.config.settings import Settings
     from ragbus.pipeline import Pipeline
 
 T = TypeVar("T")
@@ -97,6 +97,11 @@ def configure_logging(verbose: bool) -> None:
 def settings_from(**overrides: object) -> Settings:
     """Settings from the environment with command-line overrides; bad values exit clearly.
     From here on, their secrets are redacted from whatever this process prints."""
+    from pydantic import ValidationError
+
+    from ragbus.config.settings import load_settings
+    from ragbus.events import describe_validation_error
+
     try:
         settings = load_settings(**overrides)
     except ValidationError as exc:
@@ -142,7 +147,13 @@ def load_pipeline(settings: Settings) -> Pipeline:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine``, turning ragbus's expected errors into one line each."""
+    # here, not at the top: ``ragbus --help`` needs neither asyncio nor pydantic
+    import asyncio
+
+    from pydantic import ValidationError
+
     from ragbus.bus.errors import BrokerRefusedError, BrokerUnavailableError
+    from ragbus.events import describe_validation_error
 
     try:
         return asyncio.run(coroutine)

@@ -12,15 +12,11 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.table import Table
 
-from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetterStore
-from ragbus.bus.errors import BusError
-from ragbus.bus.factory import make_bus
-from ragbus.bus.memory import MemoryBus
+from ragbus.bus.reasons import DeadLetterReason
 from ragbus.cli_common import (
     AppOption,
     BusOption,
@@ -32,19 +28,16 @@ from ragbus.cli_common import (
     settings_from,
 )
 from ragbus.cli_rich import progress_bar, table_console
-from ragbus.config import Settings
-from ragbus.dlq import (
-    ReplaySummary,
-    age,
-    export_lines,
-    find,
-    parse_when,
-    question_excerpt,
-    read_export,
-    replay,
-)
-from ragbus.files import write_private
-from ragbus.pipeline import Pipeline
+
+# The store, the dead-letter models and the pipeline (pydantic) load when a command
+# runs: ``ragbus --help`` and ``ragbus dlq --help`` only name the options.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ragbus.bus.base import Bus, DeadLetter, DeadLetterFilter, DeadLetterStore
+    from ragbus.config.settings import Settings
+    from ragbus.dlq import ReplaySummary
+    from ragbus.pipeline import Pipeline
 
 T = TypeVar("T")
 
@@ -88,6 +81,9 @@ def build_filter(
     limit: int | None,
 ) -> DeadLetterFilter:
     """The filter the options describe; a bad time or stage exits with one line (usage)."""
+    from ragbus.bus.base import DeadLetterFilter
+    from ragbus.dlq import parse_when
+
     if stage is not None and stage not in pipeline.stages:
         fail(
             f"unknown stage {stage!r} of app {pipeline.name!r}; "
@@ -125,6 +121,7 @@ def with_store(
 ) -> T:
     """Connect to the bus ``settings`` name, run ``work`` with it and the dead-letter
     store of ``pipeline``'s stages, and disconnect."""
+    from ragbus.bus.factory import make_bus
 
     async def go() -> T:
         async with make_bus(settings) as bus:
@@ -157,6 +154,7 @@ async def embedded_pipeline(
     and until every replayed event is handled: there are no workers elsewhere. On
     RabbitMQ (or when not ``active``) do nothing; the workers handle the replays."""
     # imported here: the host brings the runtime (cache, metrics), which listing needs not
+    from ragbus.bus.memory import MemoryBus
     from ragbus.host import Host, runs_embedded
 
     if not active or not runs_embedded(settings) or not isinstance(bus, MemoryBus):
@@ -174,6 +172,10 @@ async def embedded_pipeline(
 def letters_table(letters: list[DeadLetter]) -> Table:
     """Dead letters as a ``rich`` table: id, stage, reason, error, attempts, age and
     the question (or the start of the payload)."""
+    from rich.table import Table
+
+    from ragbus.dlq import age, question_excerpt
+
     now = datetime.now().astimezone()
     table = Table(
         caption=f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''}",
@@ -215,6 +217,8 @@ def list_letters(
 ) -> None:
     """List dead letters, oldest first, and say on stderr where they are kept. Changes
     nothing. A damaged record is listed with what could be read, and a warning."""
+    from ragbus.dlq import export_lines
+
     configure_logging(False)
     settings, pipeline = dlq_settings(bus, app)
     where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
@@ -244,6 +248,9 @@ def show(
     app: AppOption = None,
 ) -> None:
     """Print one dead letter whole: the original event and its failure record."""
+    from ragbus.bus.base import DeadLetterFilter
+    from ragbus.dlq import find
+
     configure_logging(False)
     settings, pipeline = dlq_settings(bus, app)
     letters = selected(settings, pipeline, DeadLetterFilter())
@@ -277,6 +284,8 @@ def replay_letters(
     Each dead letter is removed only after the broker confirmed its republish. On the
     memory bus the stages run in this command until the replayed events are handled.
     """
+    from ragbus.dlq import replay
+
     configure_logging(False)
     settings, pipeline = dlq_settings(bus, app)
     where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
@@ -364,6 +373,9 @@ def export_letters(
     app: AppOption = None,
 ) -> None:
     """Write matching dead letters to a JSON-lines file. Changes nothing."""
+    from ragbus.dlq import export_lines
+    from ragbus.files import write_private
+
     configure_logging(False)
     settings, pipeline = dlq_settings(bus, app)
     where = build_filter(pipeline, stage, reason, error_type, since, until, correlation_id, limit)
@@ -393,6 +405,9 @@ def import_letters(
     reported on stderr, the rest are imported, and the command exits 1 if any was
     skipped.
     """
+    from ragbus.bus.errors import BusError
+    from ragbus.dlq import read_export
+
     configure_logging(False)
     settings, pipeline = dlq_settings(bus, app)
     if not file.is_file():

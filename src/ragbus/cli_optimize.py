@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -82,6 +81,8 @@ def optimize(
     if metric not in metrics:
         fail(f"unknown metric {metric!r}: use {', '.join(metrics)}", ExitCode.USAGE)
     settings = settings_from(corpus=corpus)
+    import asyncio  # here: the other commands' help needs it not
+
     try:
         asyncio.run(
             _optimize(settings, trainset, out, kinds[optimizer], metrics[metric], holdout, seed)
@@ -135,6 +136,8 @@ async def _optimize(
     )
     before = await score(GenerateHandler(lm), held_set, metric)
     typer.echo(f"score before: {before:.3f} (the program as written)")
+    import asyncio
+
     compiled = await asyncio.to_thread(
         compile_program,
         lm,

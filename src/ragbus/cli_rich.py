@@ -10,17 +10,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 #: Columns of a table printed off a terminal (rich assumes 80, too few for wide tables).
 PIPE_WIDTH: Final = 160
@@ -46,6 +41,15 @@ def phased_progress(labels: dict[str, str] | None = None) -> Iterator[PhaseProgr
     if not console.is_terminal:
         yield None
         return
+    # here: the commands' help loads the console (typer draws with it), not the bars
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     names = labels or {}
     tasks: dict[str, TaskID] = {}
     columns = (

@@ -8,12 +8,6 @@ that ``ragbus serve`` serves at ``/v1/status``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,10 +22,10 @@ from ragbus.cli_common import (
     run,
     settings_from,
 )
-from ragbus.config import BusKind, Settings
+from ragbus.config.kinds import BusKind
 
 if TYPE_CHECKING:
-    from ragbus.pipeline import Pipeline
+    from ragbus.config.settings import Settings
     from ragbus.status.model import PipelineStatus
 
 #: Said under the table on the memory bus without --url.
@@ -44,6 +38,9 @@ MEMORY_NOTE = (
 def fetch_status(url: str, settings: Settings, timeout: float = 10.0) -> PipelineStatus:
     """The status a gateway serves at ``<url>/v1/status`` (with the bearer token of
     ``RAGBUS_API_TOKEN`` when set); a failure exits with one line."""
+    import urllib.error
+    import urllib.request
+
     from ragbus.status.model import PipelineStatus
 
     request = urllib.request.Request(url.rstrip("/") + "/v1/status")
@@ -62,65 +59,6 @@ def fetch_status(url: str, settings: Settings, timeout: float = 10.0) -> Pipelin
         return PipelineStatus.model_validate_json(body)
     except ValueError as exc:
         fail(f"{url}/v1/status did not answer a status: {exc}", ExitCode.UNAVAILABLE)
-
-
-class Refresh:
-    """When to show the status again: never (once), or every ``interval`` seconds until
-    Ctrl-C (``--watch``), which ends the view quietly instead of as an interruption.
-
-    Parameters:
-        watch: keep refreshing.
-        interval: seconds between refreshes.
-    """
-
-    def __init__(self, *, watch: bool, interval: float) -> None:
-        self.watch = watch
-        self.interval = interval
-        self.stopped = asyncio.Event()
-
-    def __enter__(self) -> Refresh:
-        if self.watch:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self.stopped.set)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.watch:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-
-    async def again(self) -> bool:
-        """Wait for the next refresh: True, or False when the view is over."""
-        if not self.watch:
-            return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopped.wait(), self.interval)
-        return not self.stopped.is_set()
-
-
-async def _follow(
-    settings: Settings,
-    pipeline: Pipeline,
-    *,
-    listen: float,
-    show: Callable[[PipelineStatus], None],
-    refresh: Refresh,
-) -> None:
-    """Connect, listen ``listen`` seconds, then collect and ``show`` the status, again
-    at each ``refresh``."""
-    from ragbus.bus.factory import make_bus
-    from ragbus.status.board import HeartbeatBoard
-    from ragbus.status.collect import collect_status
-
-    async with make_bus(settings) as bus:
-        board = HeartbeatBoard(pipeline.name)
-        if settings.bus is not BusKind.MEMORY:
-            board.subscribe(bus)
-            await bus.start()
-            await asyncio.sleep(listen)
-        with refresh:
-            show(await collect_status(bus, pipeline, board))
-            while await refresh.again():
-                show(await collect_status(bus, pipeline, board))
-        await bus.stop(grace=0)
 
 
 class StatusOutput:
@@ -203,28 +141,17 @@ def status(
     A stage is "paused" while its dependency's breaker is open on every worker serving
     it, "no workers" when no worker's heartbeat arrived.
     """
+    from ragbus.status.follow import Refresh, follow, poll
+
     configure_logging(False)
     settings = settings_from(bus=bus, app=app, connect_timeout_s=0)
     note = MEMORY_NOTE if settings.bus is BusKind.MEMORY and url is None else ""
     with StatusOutput(as_json=as_json, watch=watch, note=note) as output:
         refresh = Refresh(watch=watch, interval=interval)
         if url is not None:
-            run(_poll(url, settings, show=output.show, refresh=refresh))
+            gateway = url
+            run(poll(lambda: fetch_status(gateway, settings), show=output.show, refresh=refresh))
             return
         pipeline = load_pipeline(settings)
         wait = listen if listen is not None else 1.25 * (settings.heartbeat_interval_s or 2.0)
-        run(_follow(settings, pipeline, listen=wait, show=output.show, refresh=refresh))
-
-
-async def _poll(
-    url: str,
-    settings: Settings,
-    *,
-    show: Callable[[PipelineStatus], None],
-    refresh: Refresh,
-) -> None:
-    """Fetch and ``show`` the gateway's status, again at each ``refresh``."""
-    with refresh:
-        show(await asyncio.to_thread(fetch_status, url, settings))
-        while await refresh.again():
-            show(await asyncio.to_thread(fetch_status, url, settings))
+        run(follow(settings, pipeline, listen=wait, show=output.show, refresh=refresh))

@@ -32,6 +32,12 @@ class TransientError(RagbusError):
         self.retry_after = retry_after
 
 
+class InvalidEvent(ValueError):
+    """A message that is not a valid event: malformed JSON, unknown type, schema violation,
+    or too large. Always permanent: it goes to the dead-letter queue, never retried.
+    (Also importable from :mod:`ragbus.events`.)"""
+
+
 class ConfigurationError(RagbusError):
     """A setting or an input path is wrong; raised at start-up, shown as one line."""
 

@@ -78,6 +78,16 @@ def test_quick_commands_import_nothing_heavy(
     assert not heavy, f"ragbus {' '.join(arguments)} imported {sorted(heavy)}"
 
 
+def test_help_imports_no_pydantic(env: dict[str, str], tmp_path: Path) -> None:
+    # help names the options' choices (BusKind, DeadLetterReason): plain enums, not the
+    # settings or the event and dead-letter models, which bring pydantic. (A subcommand,
+    # even its --help, loads pydantic anyway: typer converts option values with it.)
+    loaded = imported(["--help"], env, tmp_path)
+    assert "typer" in loaded
+    models = loaded & {"pydantic", "pydantic_core", "pydantic_settings"}
+    assert not models, f"ragbus --help imported {sorted(models)}"
+
+
 @pytest.mark.rabbitmq
 async def test_publish_imports_the_broker_client_only(
     amqp_url: str, env: dict[str, str], tmp_path: Path

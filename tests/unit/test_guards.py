@@ -269,6 +269,20 @@ def test_input_key_ignores_timings_and_case() -> None:
     assert input_key({"question": "a", "k": 3}) != input_key({"question": "a", "k": 4})
 
 
+def test_input_key_is_the_same_in_every_version() -> None:
+    # Workers of every version share one Redis cache: a key must not change unless
+    # KEY_SUFFIX does. This digest was made by the first release of the key (json.dumps
+    # with sorted keys and compact separators, ASCII escapes, SHA-256).
+    payload = {
+        "question": "Où  est-il?",
+        "passages": [{"title": "t", "doc_id": "d#0", "score": 0.5}],
+        "history": [],
+        "timings_ms": {"retrieve": 1.0},
+    }
+    assert input_key(payload) == "4072bf4039cdb5986af56268e9a22e83bb4def45bd7de3596e3ab38282fcc00b"
+    assert KEY_SUFFIX == ":json"
+
+
 # dedup ------------------------------------------------------------------------------------
 
 

@@ -24,12 +24,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from ragbus.bus.errors import UnknownStageError
+from ragbus.bus.reasons import DeadLetterReason as DeadLetterReason  # still importable from here
 from ragbus.events import Envelope, utc_now
 from ragbus.json_input import MalformedJSON, parse_json
 
@@ -59,15 +59,6 @@ MessageHandler = Callable[[InboundMessage], Awaitable[None]]
 
 class Requeue(Exception):
     """Raised by a handler to put its message back unharmed, without counting an attempt."""
-
-
-class DeadLetterReason(StrEnum):
-    """Why an event was dead-lettered."""
-
-    INVALID = "invalid"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    DELIVERY_LIMIT = "delivery_limit"
 
 
 class DeadLetter(BaseModel):

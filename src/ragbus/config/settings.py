@@ -6,7 +6,6 @@ import json
 import os
 import socket
 from collections.abc import Collection
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -15,6 +14,8 @@ import platformdirs
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ragbus.config.kinds import BusKind as BusKind  # still importable from here
+from ragbus.config.kinds import RetrieverKind as RetrieverKind
 from ragbus.runtime.redelivery import DELAY_TIERS, DELIVERY_LIMIT, MAX_ATTEMPTS
 
 #: The LM used when none is configured: extractive, offline, shipped with ragbus.
@@ -28,21 +29,6 @@ CORPUS_MAX_FILES = 10_000
 #: Default number of RabbitMQ nodes that hold a copy of each queue: three survive the
 #: loss of any one node.
 QUORUM_GROUP_SIZE = 3
-
-
-class RetrieverKind(StrEnum):
-    """How the retrieve stage searches the corpus."""
-
-    BM25 = "bm25"
-    DENSE = "dense"
-    HYBRID = "hybrid"
-
-
-class BusKind(StrEnum):
-    """Which message bus carries the events."""
-
-    MEMORY = "memory"
-    RABBITMQ = "rabbitmq"
 
 
 def default_dlq_path() -> Path:

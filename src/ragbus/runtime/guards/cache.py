@@ -116,30 +116,35 @@ class ResultCacheGuard:
         future.add_done_callback(_consume_exception)
         self._in_flight[key] = future
         try:
-            result = await self._compute_once(stage, envelope, call_next, key)
+            result, cached = await self._compute_once(stage, envelope, call_next, key)
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             raise
         finally:
             self._in_flight.pop(key, None)
-        future.set_result(to_cached(result))
+        future.set_result(cached)
         return result
 
-    async def _store(self, stage: Stage, key: str, outputs: list[Envelope]) -> None:
+    async def _store(
+        self, stage: Stage, key: str, outputs: list[Envelope]
+    ) -> tuple[list[Envelope], CachedOutputs]:
         """Cache ``outputs``, unless a fallback made them (a degraded answer is not kept
-        under the primary's key)."""
+        under the primary's key); ``outputs`` with their cached form, which the calls
+        waiting for them in this process share."""
+        cached = to_cached(outputs)  # once: for the cache and for the waiting calls
         if SERVED_BY_FALLBACK.get():
             SERVED_BY_FALLBACK.set(False)
-            return
-        await self.cache.set(key, to_cached(outputs), stage=stage.name)
+        else:
+            await self.cache.set(key, cached, stage=stage.name)
+        return outputs, cached
 
     async def _compute_once(
         self, stage: Stage, envelope: Envelope, call_next: Handler, key: str
-    ) -> list[Envelope]:
+    ) -> tuple[list[Envelope], CachedOutputs]:
+        """The outputs for ``envelope`` (computed here, or by the lease holder in
+        another process) with their cached form."""
         if not self.cache.shared:
-            outputs = await call_next(envelope)
-            await self._store(stage, key, outputs)
-            return outputs
+            return await self._store(stage, key, await call_next(envelope))
         lease = f"lease:{key}"
         while True:
             async with self.cache.lease(lease, owner=self.owner, stage=stage.name) as outcome:
@@ -149,10 +154,8 @@ class ResultCacheGuard:
                         cached = await self.cache.get(key, stage=stage.name)
                         if cached is not None:
                             self._count(stage.name, "coalesced")
-                            return from_cached(envelope, cached)
-                    outputs = await call_next(envelope)
-                    await self._store(stage, key, outputs)
-                    return outputs
+                            return from_cached(envelope, cached), cached
+                    return await self._store(stage, key, await call_next(envelope))
             # another worker computes it: wait for its result, or for its lease to end
             # (it failed, or died and stopped renewing)
             while True:
@@ -162,7 +165,7 @@ class ResultCacheGuard:
                 cached = await self.cache.get(key, stage=stage.name)
                 if cached is not None:
                     self._count(stage.name, "coalesced")
-                    return from_cached(envelope, cached)
+                    return from_cached(envelope, cached), cached
                 if not await self.cache.lease_held(lease, stage=stage.name):
                     break  # try to take over (or compute, if Redis went down)
 
